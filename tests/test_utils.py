@@ -43,13 +43,23 @@ def test_atomic_directory_failure_keeps_old(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
 
 
-def test_atomic_directory_replaces_whole_folder(tmp_path):
+def test_atomic_directory_keeps_other_entries(tmp_path):
     target = tmp_path / "artifact"
     with atomic_directory(target) as staging:
-        (staging / "a.txt").write_text("1")
+        (staging / "model.txt").write_text("model")
+        (staging / "shared.txt").write_text("old")
+        (staging / "sub").mkdir()
+        (staging / "sub" / "stale.txt").write_text("stale")
     with atomic_directory(target) as staging:
-        (staging / "b.txt").write_text("2")
-    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+        (staging / "tokenizer.txt").write_text("tokenizer")
+        (staging / "shared.txt").write_text("new")
+        (staging / "sub").mkdir()
+        (staging / "sub" / "fresh.txt").write_text("fresh")
+
+    assert sorted(p.name for p in target.iterdir()) == ["model.txt", "shared.txt", "sub", "tokenizer.txt"]
+    assert (target / "shared.txt").read_text() == "new"
+    assert sorted(p.name for p in (target / "sub").iterdir()) == ["fresh.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
 
 
 def test_save_safetensors_atomic(tmp_path):

@@ -83,10 +83,12 @@ def load_json(path: str | os.PathLike, what: str = "file") -> Any:
 
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling folder and move it onto `target` only when the block finishes without error.
+    """Yield a temporary sibling folder, then move what the block wrote into `target` when it finishes without error.
 
-    An existing `target` is replaced as a whole, so readers see either the old artifact or the new one.
-    Files in an existing `target` that the block does not write are dropped, as with a fresh save.
+    Each top-level file or subfolder written in the staging folder replaces its counterpart in `target` with one
+    `os.replace`, so no reader ever sees a half-written file. Entries of `target` that the block does not write are
+    kept, which lets a model and its tokenizer be saved into the same folder one after the other, as in transformers.
+    If the block raises, `target` is left untouched and the staging folder is deleted.
     """
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -97,19 +99,23 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
-    backup = None
-    if target.exists():
-        backup = target.parent / f".{target.name}.{os.getpid()}.old"
-        if backup.exists():
-            shutil.rmtree(backup)
-        os.replace(target, backup)
     try:
-        os.replace(staging, target)
-    except BaseException:
-        if backup is not None:
-            os.replace(backup, target)
+        if not target.exists():
+            os.replace(staging, target)
+        else:
+            if not target.is_dir():
+                raise NotADirectoryError(f"Cannot save into {target}: it is a file. Pass a folder path instead.")
+            for entry in sorted(staging.iterdir()):
+                destination = target / entry.name
+                if entry.is_dir() and destination.exists():
+                    # Swap whole subfolders so that a nested artifact is never a mix of two saves.
+                    old = target / f".{entry.name}.{os.getpid()}.old"
+                    shutil.rmtree(old, ignore_errors=True)
+                    os.replace(destination, old)
+                    os.replace(entry, destination)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    os.replace(entry, destination)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
     _fsync_directory(target.parent)
