@@ -665,11 +665,77 @@ def register_auto_classes() -> None:
             raise
 
 
+def apply_lora(
+    model: TokenRecForRetrieval,
+    r: int = 8,
+    alpha: int = 16,
+    target_modules: Sequence[str] = ("q", "v"),
+    dropout: float = 0.05,
+    id_token_indices: Sequence[int] | None = None,
+    train_projection: bool = True,
+) -> Any:
+    """
+    Wrap `model` in a PEFT LoRA model: low-rank adapters on the backbone, while the ID-token embedding rows and the
+    projection head train in full.
+
+    The rows of the new ID tokens are trained with PEFT's trainable tokens (`trainable_token_indices` on the
+    encoder's token embedding), so the saved adapter stores only those rows, not the whole embedding matrix. The
+    projection head is listed in `modules_to_save`. The item table is a buffer of the base model and is not part of
+    the adapter. To reload, load the base model saved before training with `from_pretrained`, then call
+    `peft.PeftModel.from_pretrained(base_model, adapter_folder)`.
+
+    Args:
+        model: The model to adapt. It is modified in place and returned wrapped.
+        r: LoRA rank.
+        alpha: LoRA scaling numerator (`lora_alpha`); the update is scaled by `alpha / r`.
+        target_modules: Names of the backbone's linear layers to adapt; T5 names its attention projections
+            `q`, `k`, `v`, `o` and its feed-forward layers `wi`, `wo`.
+        dropout: Dropout on the LoRA input.
+        id_token_indices: Token ids whose embedding rows are trained. Defaults to the last
+            `K_user * L_user + K_item * L_item` ids of the vocabulary, where `TokenRecTokenizer` puts the ID tokens.
+        train_projection: Whether the projection head trains (it starts from random weights, so it normally must).
+
+    Returns:
+        A `peft.PeftModel` whose `forward` takes the same arguments as [`TokenRecForRetrieval.forward`].
+
+    Raises:
+        ValueError: The ID-token rows cannot be inferred from the config, or an index is outside the vocabulary.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = model.config
+    if id_token_indices is None:
+        sizes = (config.num_user_codebooks, config.user_codebook_size, config.num_item_codebooks, config.item_codebook_size)
+        if any(size is None for size in sizes):
+            raise ValueError(
+                "apply_lora cannot infer the ID-token rows: the config has no user/item codebook counts and sizes. "
+                "Build the model with `from_backbone(..., tokenizer)` or pass id_token_indices."
+            )
+        num_id_tokens = sizes[0] * sizes[1] + sizes[2] * sizes[3]
+        id_token_indices = range(config.vocab_size - num_id_tokens, config.vocab_size)
+    id_token_indices = [int(index) for index in id_token_indices]
+    bad = [index for index in id_token_indices if not 0 <= index < config.vocab_size]
+    if bad:
+        raise ValueError(f"id_token_indices contains {bad[:5]}, outside the vocabulary [0, {config.vocab_size}).")
+
+    lora_config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(target_modules),
+        modules_to_save=["projection"] if train_projection else None,
+        # Only the encoder reads prompt tokens; the decoder's one input token is the start token.
+        trainable_token_indices={"encoder.embed_tokens": id_token_indices} if id_token_indices else None,
+    )
+    return get_peft_model(model, lora_config)
+
+
 __all__ = [
     "TokenRecForRetrieval",
     "TokenRecPreTrainedModel",
     "TokenRecProjection",
     "TokenRecRecommendations",
     "TokenRecRetrievalOutput",
+    "apply_lora",
     "register_auto_classes",
 ]
