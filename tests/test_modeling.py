@@ -199,7 +199,9 @@ def test_training_lowers_loss_and_changes_parameters(pooling):
 
     assert losses[-1] < losses[0]
     unchanged = sorted(name for name, parameter in model.named_parameters() if torch.equal(before[name], parameter))
-    expected_unchanged = sorted(name for name in before if pooling == "decoder" and INERT_UNDER_DECODER_POOLING.match(name))
+    expected_unchanged = sorted(
+        name for name in before if pooling == "decoder" and INERT_UNDER_DECODER_POOLING.match(name)
+    )
     assert unchanged == expected_unchanged
     assert all(parameter.requires_grad for parameter in model.parameters())
 
@@ -208,7 +210,9 @@ def test_item_table_is_not_trained():
     model = tiny_model()
     table = model.item_embeddings.clone()
 
-    output = model(**prompt_batch(), positive_item_ids=torch.tensor([0, 1, 2]), negative_item_ids=torch.tensor([3, 4, 5]))
+    output = model(
+        **prompt_batch(), positive_item_ids=torch.tensor([0, 1, 2]), negative_item_ids=torch.tensor([3, 4, 5])
+    )
     output.loss.backward()
 
     assert "item_embeddings" not in dict(model.named_parameters())

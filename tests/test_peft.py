@@ -18,7 +18,9 @@ DIM = 16
 
 def resized_model() -> TokenRecForRetrieval:
     torch.manual_seed(0)
-    backbone = T5Config(vocab_size=TEXT_VOCAB, d_model=32, d_ff=64, num_layers=2, num_heads=4, d_kv=8, dropout_rate=0.0)
+    backbone = T5Config(
+        vocab_size=TEXT_VOCAB, d_model=32, d_ff=64, num_layers=2, num_heads=4, d_kv=8, dropout_rate=0.0
+    )
     config = TokenRecConfig(
         backbone_config=backbone,
         collaborative_dim=DIM,

@@ -105,9 +105,11 @@ class CosineMarginLoss(nn.Module):
         if negative_embeddings.dim() == 2:
             negative_embeddings = negative_embeddings.unsqueeze(1)  # [B, 1, d]
         batch_size, dim = query_embeddings.shape
-        if negative_embeddings.dim() != 3 or negative_embeddings.shape[0] != batch_size or negative_embeddings.shape[
-            2
-        ] != dim:
+        if (
+            negative_embeddings.dim() != 3
+            or negative_embeddings.shape[0] != batch_size
+            or negative_embeddings.shape[2] != dim
+        ):
             raise ValueError(
                 f"negative_embeddings has shape {tuple(negative_embeddings.shape)}; expected [{batch_size}, n, {dim}] "
                 "(n negatives per query) or [batch, dim]."

@@ -119,9 +119,11 @@ def render_model_card(model: TokenRecForRetrieval, card_data: TokenRecModelCardD
         validation = "\nValidation (model selection):\n\n" + _format_metrics_table(card_data.validation_metrics)
     training = ""
     if card_data.training:
-        training = "\n## Training\n\n" + "\n".join(
-            f"- {key}: {value}" for key, value in sorted(card_data.training.items())
-        ) + "\n"
+        training = (
+            "\n## Training\n\n"
+            + "\n".join(f"- {key}: {value}" for key, value in sorted(card_data.training.items()))
+            + "\n"
+        )
     scope = "seen users" if card_data.seen_users_only else "all users"
 
     body = f"""

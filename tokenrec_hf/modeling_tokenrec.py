@@ -28,8 +28,10 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
 from .configuration_tokenrec import TokenRecConfig
+from .evaluation import full_ranking_top_k
 from .losses import CosineMarginLoss
 from .modelcard import TokenRecModelCardData, load_model_card_data, write_model_card
+from .prompts import format_prompt, make_rng, select_history, template_uses_history, validate_template
 from .utils import HubUnreachableError, atomic_directory, resolve_pretrained_folder
 
 logger = logging.get_logger(__name__)
@@ -381,12 +383,170 @@ class TokenRecForRetrieval(TokenRecPreTrainedModel):
                 return_tensors="pt",
             )
             output = self(
-                input_ids=encoded["input_ids"].to(self.device), attention_mask=encoded["attention_mask"].to(self.device)
+                input_ids=encoded["input_ids"].to(self.device),
+                attention_mask=encoded["attention_mask"].to(self.device),
             )
             chunks.append(output.query_embeddings)
         if not chunks:
             return torch.empty(0, self.config.collaborative_dim, device=self.device)
         return torch.cat(chunks)
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        tokenizer: Any,
+        users: Sequence[str | int] | None = None,
+        histories: Sequence[Sequence[str | int]] | None = None,
+        user_embeddings: torch.Tensor | None = None,
+        top_k: int = 20,
+        exclude_history: bool = True,
+        template: int | str | None = None,
+        batch_size: int = 64,
+        chunk_size: int = 65536,
+        collaborative_model: Any | None = None,
+        max_history_tokens: int | None = None,
+        seed: int = 0,
+    ) -> TokenRecRecommendations:
+        """
+        Recommend the top-K catalog items for a batch of users: one forward pass per batch and a cosine top-K over
+        the item table, scored `chunk_size` items at a time. There is no autoregressive decoding.
+
+        Each user is written into a prompt by their ID tokens, which come from the first of these that applies:
+
+        1. `user_embeddings[i]`, tokenized through the tokenizer's frozen user MQ-Tokenizer (a new user).
+        2. `users[i]`, when the tokenizer knows that raw id (or index).
+        3. `histories[i]`: the user's collaborative embedding is folded in from the history, with
+           `collaborative_model.fold_in_users` when given, else as the mean of the history's rows of the item
+           table, then tokenized like case 1.
+
+        Args:
+            tokenizer: The [`TokenRecTokenizer`] the model was trained with.
+            users: Raw user ids (or code-table indices), one per user.
+            histories: Each user's past items, raw ids or indices, oldest first. They fill the `{history}`
+                placeholder of the prompt and, with `exclude_history=True`, score minus infinity.
+            user_embeddings: `[num_users, input_dim]` collaborative embeddings of new users.
+            top_k: Items to return per user; at most the number of items that remain after excluding the history.
+            exclude_history: Whether history items score minus infinity (never recommended).
+            template: Template index or string. Defaults to the first training template that fits: one with
+                `{history}` when the user has a history, else one with the user's tokens only.
+            batch_size: Prompts per forward pass.
+            chunk_size: Items scored at once, which bounds memory at about `batch_size * chunk_size` floats.
+            collaborative_model: A `CollaborativeModel` whose `fold_in_users` gives new users their embedding from
+                their history (case 3).
+            max_history_tokens: Budget of history ID tokens per prompt (see `TokenRecTokenizer.build_prompt`).
+            seed: Seed of the history shuffle inside the prompts, so that results are reproducible.
+
+        Returns:
+            [`TokenRecRecommendations`] with raw item ids, scores and item-table indices, best first.
+
+        Raises:
+            ValueError: No users are given, the inputs have different lengths, the tokenizer does not match the
+                model, `top_k` exceeds the items left to recommend, or a user has no user tokens, no embedding and
+                an empty history.
+            KeyError: A history item is unknown to the tokenizer.
+        """
+        self.check_tokenizer(tokenizer)
+        num_items = self.item_embeddings.shape[0]
+        if num_items == 0:
+            raise ValueError("The item table is empty; call `set_item_embeddings(table)` before `recommend`.")
+        num_users = _count_users(users, histories, user_embeddings)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_items:
+            raise ValueError(
+                f"top_k={top_k!r} is invalid: it must be an integer between 1 and the catalog size {num_items}."
+            )
+
+        history_indices = [
+            [tokenizer.item_index(item) for item in (histories[row] if histories is not None else [])]
+            for row in range(num_users)
+        ]
+        if exclude_history:
+            for row, history in enumerate(history_indices):
+                remaining = num_items - len(set(history))
+                if remaining < top_k:
+                    raise ValueError(
+                        f"top_k={top_k} is larger than the {remaining} items left for user {_user_label(users, row)} "
+                        f"after excluding their {len(set(history))} history items; lower top_k."
+                    )
+
+        user_tokens = self._user_token_strings(tokenizer, users, history_indices, user_embeddings, collaborative_model)
+        rng = make_rng(seed)
+        prompts = []
+        for row in range(num_users):
+            template_text = _inference_template(tokenizer, template, has_history=bool(history_indices[row]))
+            kept = []
+            if template_uses_history(template_text):
+                max_items = None if max_history_tokens is None else max_history_tokens // tokenizer.num_item_codebooks
+                kept = select_history(history_indices[row], max_items, rng=rng, shuffle=True)
+            prompts.append(
+                format_prompt(template_text, user_tokens[row], [tokenizer.item_token_string(i) for i in kept])
+            )
+
+        was_training = self.training
+        self.eval()
+        try:
+            queries = self.encode_prompts(tokenizer, prompts, batch_size=batch_size)  # [num_users, collaborative_dim]
+        finally:
+            self.train(was_training)
+
+        # NOTE: ranking runs on CPU because `full_ranking_top_k` builds its running top-k on the CPU.
+        scores, indices = full_ranking_top_k(
+            queries.float().cpu(),
+            self.item_embeddings.float().cpu(),
+            top_k,
+            history_indices if exclude_history else None,
+            similarity="cosine",
+            chunk_size=chunk_size,
+        )
+        item_ids = tokenizer.item_ids
+        return TokenRecRecommendations(
+            item_ids=[[item_ids[index] for index in row] for row in indices.tolist()],
+            scores=scores,
+            item_indices=indices,
+        )
+
+    def _user_token_strings(
+        self,
+        tokenizer: Any,
+        users: Sequence[str | int] | None,
+        history_indices: list[list[int]],
+        user_embeddings: torch.Tensor | None,
+        collaborative_model: Any | None,
+    ) -> list[str]:
+        if user_embeddings is not None:
+            return tokenizer.encode_new_users(user_embeddings)
+
+        tokens: list[str | None] = []
+        for row, history in enumerate(history_indices):
+            user = users[row] if users is not None else None
+            if user is not None:
+                try:
+                    tokens.append(tokenizer.user_token_string(user))
+                    continue
+                except (KeyError, IndexError):
+                    pass
+            if not history:
+                raise ValueError(
+                    f"User {_user_label(users, row)} is not in the tokenizer and has an empty history, so it has no "
+                    "user ID tokens. Pass user_embeddings for new users, or a non-empty history."
+                )
+            tokens.append(None)
+
+        new_rows = [row for row, token in enumerate(tokens) if token is None]
+        if new_rows:
+            new_histories = [history_indices[row] for row in new_rows]
+            if collaborative_model is not None:
+                embeddings = collaborative_model.fold_in_users(new_histories)
+            else:
+                # NOTE: without a collaborative model, a new user's embedding is the mean of their history's rows of
+                # the item table. This approximates a LightGCN fold-in; pass `collaborative_model` for the real one.
+                logger.warning_once(
+                    "recommend() folds new users in as the mean of their history's item embeddings; pass "
+                    "collaborative_model= to use the collaborative model's fold-in instead."
+                )
+                embeddings = torch.stack([self.item_embeddings[history].mean(dim=0) for history in new_histories])
+            for row, token in zip(new_rows, tokenizer.encode_new_users(embeddings.float().cpu()), strict=True):
+                tokens[row] = token
+        return [str(token) for token in tokens]
 
     # ------------------------------------------------------------------ construction
 
@@ -620,6 +780,47 @@ class TokenRecForRetrieval(TokenRecPreTrainedModel):
             )
 
 
+def _count_users(
+    users: Sequence[Any] | None, histories: Sequence[Any] | None, user_embeddings: torch.Tensor | None
+) -> int:
+    counts = {}
+    if users is not None:
+        counts["users"] = len(users)
+    if histories is not None:
+        counts["histories"] = len(histories)
+    if user_embeddings is not None:
+        counts["user_embeddings"] = int(user_embeddings.shape[0])
+    if not counts:
+        raise ValueError("recommend() needs users, histories or user_embeddings; none was given.")
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"recommend() got inputs of different lengths {counts}; pass one entry per user in each.")
+    count = next(iter(counts.values()))
+    if count == 0:
+        raise ValueError("recommend() got zero users; pass at least one.")
+    return count
+
+
+def _user_label(users: Sequence[Any] | None, row: int) -> str:
+    return repr(users[row]) if users is not None else f"at row {row}"
+
+
+def _inference_template(tokenizer: Any, template: int | str | None, has_history: bool) -> str:
+    """Return the template text for inference: the given one, or the first training template that fits."""
+    if template is not None:
+        if isinstance(template, int) and not isinstance(template, bool):
+            if not 0 <= template < len(tokenizer.templates):
+                raise ValueError(
+                    f"template={template} is out of range; the tokenizer has {len(tokenizer.templates)} templates."
+                )
+            return tokenizer.templates[template]
+        return validate_template(template)
+    wanted = tokenizer.history_template_ids if has_history else tokenizer.user_only_template_ids
+    candidates = [index for index in tokenizer.seen_template_ids if index in wanted] or wanted
+    if not candidates:
+        raise ValueError("The tokenizer has no template that fits this user; pass template= explicitly.")
+    return tokenizer.templates[candidates[0]]
+
+
 def _resolve_backbone_folder(
     name_or_path: str,
     revision: str | None,
@@ -705,7 +906,12 @@ def apply_lora(
 
     config = model.config
     if id_token_indices is None:
-        sizes = (config.num_user_codebooks, config.user_codebook_size, config.num_item_codebooks, config.item_codebook_size)
+        sizes = (
+            config.num_user_codebooks,
+            config.user_codebook_size,
+            config.num_item_codebooks,
+            config.item_codebook_size,
+        )
         if any(size is None for size in sizes):
             raise ValueError(
                 "apply_lora cannot infer the ID-token rows: the config has no user/item codebook counts and sizes. "
