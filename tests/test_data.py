@@ -291,6 +291,21 @@ def test_movielens_sorted_by_time_stably(tmp_path):
     assert order == ["11", "12", "13", "10", "14"]
 
 
+def test_movielens_fast_and_checked_parsers_agree():
+    from tokenrec_hf.data.readers import _parse_movielens_fast, parse_movielens_ratings
+
+    text = "2::5::3::9\n1::10::5::300\n1::11::4::100\n2::6::1::8\n1::12::3::100\n"
+    with_blank_line = text.replace("\n1::11", "\n\n1::11")
+
+    fast = parse_movielens_ratings(text, "ratings.dat")
+    checked = parse_movielens_ratings(with_blank_line, "ratings.dat")
+
+    assert _parse_movielens_fast(text) is not None
+    assert _parse_movielens_fast(with_blank_line) is None
+    assert fast.sequences == checked.sequences == {"2": ["6", "5"], "1": ["11", "12", "10"]}
+    assert fast.positions == checked.positions == {"2": "line 1", "1": "line 2"}
+
+
 def test_movielens_min_rating(tmp_path):
     lines = ["1::10::5::1", "1::11::2::2", "1::12::4::3", "1::13::4::4"]
     path = write(tmp_path / "ratings.dat", "\n".join(lines) + "\n")
