@@ -56,7 +56,7 @@ def test_id_maps_match_tokenrec_lists(lastfm, beauty, shared_data_dir, name, fol
 
 
 def test_lastfm_split_matches_tokenrec_test_file(lastfm, shared_data_dir):
-    # test.txt holds each user's full remapped sequence; the split's last two items must be its last two.
+    # test.txt contains each user's full remapped sequence; the split's last two items must be its last two.
     for line in (shared_data_dir / "LastFM" / "test.txt").read_text().splitlines():
         user, *items = (int(token) for token in line.split())
         assert lastfm.test[user] == items[-1]

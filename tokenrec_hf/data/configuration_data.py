@@ -13,10 +13,12 @@ MIN_SEQUENCE_LENGTH = 3
 class PreprocessingConfig:
     """Settings that turn raw interactions into the leave-one-out split.
 
-    Every loader in `tokenrec_hf.data` accepts these fields as keyword arguments. They run in this order: the
-    minimum rating (event formats only), de-duplication, the per-item minimum, the per-user minimum, the iterative
-    k-core, the removal of users with fewer than 3 interactions, the cut to the most recent items, the leave-one-out
-    split and the unseen-user selection.
+    Every loader in `tokenrec_hf.data` accepts these fields as keyword arguments. The steps run in this order:
+
+    1. the minimum rating (event formats only) and de-duplication;
+    2. the per-item minimum, the per-user minimum and the iterative k-core;
+    3. the removal of users with fewer than 3 interactions;
+    4. the cut to the most recent items, the leave-one-out split and the unseen-user selection.
     """
 
     max_sequence_length: int | None = field(

@@ -29,7 +29,7 @@ def default_cache_dir() -> Path:
 
 
 def offline_mode() -> bool:
-    """Return whether `HF_HUB_OFFLINE` or `HF_DATASETS_OFFLINE` asks for no network access."""
+    """Return whether `HF_HUB_OFFLINE` or `HF_DATASETS_OFFLINE` turns network access off."""
     values = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("HF_DATASETS_OFFLINE", ""))
     return any(value.strip().lower() in {"1", "true", "yes", "on"} for value in values)
 
@@ -54,7 +54,7 @@ def download_file(
     """Download `url` to `destination` unless a copy with the expected sha256 is already there.
 
     The download goes to a temporary file next to `destination` and is renamed only after its sha256 matched, so
-    `destination` never holds an unverified file. A cached copy whose checksum differs is deleted and downloaded
+    `destination` never contains an unverified file. A cached copy whose checksum differs is deleted and downloaded
     again.
 
     Args:

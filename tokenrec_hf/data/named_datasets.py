@@ -1,7 +1,7 @@
 """The TokenRec benchmark datasets by name: LastFM, MovieLens-1M, Amazon Beauty and Amazon Clothing.
 
 A dataset is read from a local folder when one is given (`data_dir=` or the `TOKENREC_DATA_DIR` environment
-variable), and otherwise downloaded once from its public source into the Hugging Face cache folder, checked
+variable). Otherwise it is downloaded once from its public source into the Hugging Face cache folder, checked
 against a pinned sha256, and reused from there.
 """
 
@@ -29,7 +29,7 @@ _SEQUENCE_FILES = (("user_sequence.txt", "sequence"), ("user_sequence.txt.gz", "
 
 @dataclass(frozen=True)
 class NamedDatasetSpec:
-    """Where a named dataset lives locally and online, and how to read it.
+    """Local file names, download source and reader of a named dataset.
 
     Attributes:
         name: The name passed to `load_named_dataset`.

@@ -466,7 +466,9 @@ def from_table(
     if file_format == "parquet":
         frame = pd.read_parquet(path)
     elif file_format in ("csv", "tsv", "txt"):
-        separator = sep if sep is not None else ("\t" if file_format == "tsv" else ",")
+        separator = sep
+        if separator is None:
+            separator = "\t" if file_format == "tsv" else ","
         try:
             frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False)
         except pd.errors.EmptyDataError as error:
@@ -517,7 +519,7 @@ def from_hf_dataset(
 ) -> InteractionData:
     """Split a `datasets.Dataset` of events, or of whole sequences, into an `InteractionData`.
 
-    When `item_column` holds lists, each row is one user's whole sequence, oldest first. Otherwise each row is one
+    When `item_column` contains lists, each row is one user's whole sequence, oldest first. Otherwise each row is one
     (user, item) event, sorted per user by `timestamp_column` when it is given.
 
     Args:
