@@ -37,9 +37,9 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
     "Given that user {user} liked {history} in the past, recommend the next item.",
     "The items {history} are in the history of user {user} and we need the next one.",
     "Based on the items {history} that user {user} bought, predict what they buy next.",
-    "User {user} watched or listened to {history} and now wants a new item. Which one fits?",
+    "User {user} watched or played {history} and now wants one new item. Which one fits?",
     # Held out of training: the unseen prompt.
-    "Here is user {user} with a record of {history} in the history. Describe the preferences and pick the next item.",
+    "Here is user {user} with past items {history} in the history. Summarize the preferences and pick the next item.",
 )
 DEFAULT_UNSEEN_TEMPLATE_ID = 10
 

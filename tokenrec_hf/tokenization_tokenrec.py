@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,8 @@ ITEM_QUANTIZER_FOLDER = "item_quantizer"
 DEFAULT_USER_TOKEN_FORMAT = "<u{codebook}-{codeword}>"
 DEFAULT_ITEM_TOKEN_FORMAT = "<v{codebook}-{codeword}>"
 
-# The vocabulary grows by 2 * K * L tokens, so these bounds keep a typo from adding millions of embedding rows.
+# The same ranges as MQTokenizerConfig. The vocabulary grows by 2 * K * L tokens, so the bounds also keep a typo
+# from adding millions of embedding rows.
 MAX_NUM_CODEBOOKS = 64
 MAX_CODEBOOK_SIZE = 65536
 
@@ -72,12 +74,12 @@ __all__ = ["TokenRecTokenizer"]
 
 
 def _check_codebook_shape(side: str, num_codebooks: Any, codebook_size: Any) -> tuple[int, int]:
-    for name, value, maximum in (
-        (f"num_{side}_codebooks", num_codebooks, MAX_NUM_CODEBOOKS),
-        (f"{side}_codebook_size", codebook_size, MAX_CODEBOOK_SIZE),
+    for name, value, minimum, maximum in (
+        (f"num_{side}_codebooks", num_codebooks, 1, MAX_NUM_CODEBOOKS),
+        (f"{side}_codebook_size", codebook_size, 2, MAX_CODEBOOK_SIZE),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-            raise ValueError(f"{name} must be an integer in [1, {maximum}], got {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+            raise ValueError(f"{name} must be an integer in [{minimum}, {maximum}], got {value!r}.")
     return num_codebooks, codebook_size
 
 
@@ -866,6 +868,11 @@ class TokenRecTokenizer(PushToHubMixin):
             if self._items.quantizer is not None:
                 self._items.quantizer.save_pretrained(staging / ITEM_QUANTIZER_FOLDER)
             saved = tuple(str(save_directory / entry.name) for entry in sorted(staging.iterdir()))
+
+        # A quantizer folder left by an earlier save would otherwise sit next to a config that no longer names it.
+        for table, folder_name in ((self._users, USER_QUANTIZER_FOLDER), (self._items, ITEM_QUANTIZER_FOLDER)):
+            if table.quantizer is None and (save_directory / folder_name).is_dir():
+                shutil.rmtree(save_directory / folder_name)
 
         if push_to_hub:
             repo_id = hub_kwargs.pop("repo_id", save_directory.absolute().name)
