@@ -3,6 +3,7 @@
 import hashlib
 import http.server
 import threading
+import zipfile
 from functools import partial
 
 import pytest
@@ -110,3 +111,23 @@ def test_named_dataset_pinned_checksum_mismatch(server, tmp_path, monkeypatch):
         load_named_dataset("lastfm", download=True, url=f"{base_url}/user_sequence.txt", cache_dir=cache)
 
     assert [path for path in cache.rglob("*") if path.is_file()] == []
+
+
+def test_named_ml1m_download_reads_zip(server, tmp_path, monkeypatch):
+    base_url, requests = server
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    lines = [f"{user}::{movie}::4::{user * 10 + movie}" for user in range(1, 6) for movie in (1, 2, 3)]
+    lines.append("1::99::5::1000")
+    archive_path = tmp_path / "www" / "ml-1m.zip"
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        archive.writestr("ml-1m/ratings.dat", "\n".join(lines) + "\n")
+    sha256 = hashlib.sha256(archive_path.read_bytes()).hexdigest()
+
+    data = load_named_dataset(
+        "ml1m", download=True, url=f"{base_url}/ml-1m.zip", expected_sha256=sha256, cache_dir=tmp_path / "cache"
+    )
+
+    assert requests == ["/ml-1m.zip"]
+    assert data.num_users == 5
+    assert data.item_ids == ["1", "2", "3"]
+    assert data.source.endswith("ml-1m.zip!ml-1m/ratings.dat")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from transformers.utils import logging
 
 from ..utils import atomic_directory, atomic_write_json, check_artifact_version, load_json, package_version_stamp
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.get_logger(__name__)
 
@@ -197,6 +199,8 @@ class InteractionData:
         Returns:
             `(users, items)`, both `LongTensor[num_pairs]`.
         """
+        import torch
+
         users = range(self.num_users) if include_unseen else self.seen_users
         user_column = [user for user in users for _ in self.train[user]]
         item_column = [item for user in users for item in self.train[user]]
