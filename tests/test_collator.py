@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from scripts.tiny_setup import make_tiny_split, make_tiny_tokenizer
 
-from tokenrec_hf.data.interaction_data import InteractionData
 from tokenrec_hf.data_collator import (
     EpochSeededRandomSampler,
+    TokenRecDataCollator,
     TokenRecEvaluationDataset,
     TokenRecTrainingDataset,
     example_seed,
     sample_negatives,
 )
-
-
-def make_tiny_split(num_users: int = 6, num_items: int = 20, seed: int = 0) -> InteractionData:
-    """A leave-one-out split whose users have 3 to 8 training items, with distinct validation and test targets."""
-    rng = np.random.default_rng(seed)
-    train, valid, test = [], [], []
-    for user in range(num_users):
-        length = 3 + user % 6 + 2
-        items = rng.choice(num_items, size=length, replace=False).tolist()
-        train.append(items[:-2])
-        valid.append(items[-2])
-        test.append(items[-1])
-    return InteractionData(
-        name="tiny",
-        user_ids=[f"u{user}" for user in range(num_users)],
-        item_ids=[f"i{item}" for item in range(num_items)],
-        train=train,
-        valid=valid,
-        test=test,
-    )
 
 
 # ---- negatives ----
@@ -184,3 +166,170 @@ def test_evaluation_rows_follow_protocol():
         assert test_rows[user]["target"] == data.test[user]
     with pytest.raises(ValueError, match="stage='train' is not supported"):
         TokenRecEvaluationDataset(data, "train")
+
+
+# ---- collator with the real tokenizer ----
+
+
+@pytest.fixture
+def split():
+    return make_tiny_split(num_users=8, num_items=30)
+
+
+@pytest.fixture
+def tokenizer(tiny_t5_tokenizer_dir, split):
+    return make_tiny_tokenizer(tiny_t5_tokenizer_dir, split)
+
+
+def collate_epoch(collator, dataset, epoch):
+    return collator([dataset[(epoch, index)] for index in range(len(dataset))])
+
+
+def test_collator_batch_shapes(tokenizer, split):
+    collator = TokenRecDataCollator(tokenizer, num_negatives=3)
+    dataset = TokenRecTrainingDataset(split, seed=0)
+    batch = collate_epoch(collator, dataset, 0)
+
+    assert set(batch) == {"input_ids", "attention_mask", "positive_item_ids", "negative_item_ids"}
+    assert batch["input_ids"].shape == batch["attention_mask"].shape
+    assert batch["input_ids"].shape[0] == len(dataset)
+    assert batch["positive_item_ids"].shape == (len(dataset),)
+    assert batch["negative_item_ids"].shape == (len(dataset), 3)
+
+
+def test_collator_pads_to_longest_prompt(tokenizer, split):
+    collator = TokenRecDataCollator(tokenizer)
+    dataset = TokenRecTrainingDataset(split, seed=0)
+    features = [dataset[(0, index)] for index in range(len(dataset))]
+    batch = collator(features)
+
+    lengths = batch["attention_mask"].sum(dim=1)
+    assert batch["input_ids"].shape[1] == int(lengths.max())
+    assert batch["input_ids"].shape[1] < 512
+    assert int(lengths.min()) < int(lengths.max())
+    assert (batch["input_ids"][batch["attention_mask"] == 0] == tokenizer.pad_token_id).all()
+
+
+def test_collator_pads_to_multiple(tokenizer, split):
+    collator = TokenRecDataCollator(tokenizer, pad_to_multiple_of=8)
+    batch = collate_epoch(collator, TokenRecTrainingDataset(split, seed=0), 0)
+    longest = int(batch["attention_mask"].sum(dim=1).max())
+    assert batch["input_ids"].shape[1] % 8 == 0
+    assert batch["input_ids"].shape[1] - longest < 8
+
+
+def test_collator_negatives_outside_training_items(tokenizer, split):
+    collator = TokenRecDataCollator(tokenizer, num_negatives=4)
+    dataset = TokenRecTrainingDataset(split, seed=0)
+    for epoch in range(3):
+        features = [dataset[(epoch, index)] for index in range(len(dataset))]
+        batch = collator(features)
+        for row, feature in enumerate(features):
+            negatives = set(batch["negative_item_ids"][row].tolist())
+            assert not negatives & set(split.train[feature["user_index"]])
+            assert batch["positive_item_ids"][row].item() == feature["target"]
+
+
+def test_collator_prompt_has_no_target_or_heldout_items(tokenizer, split):
+    collator = TokenRecDataCollator(tokenizer)
+    dataset = TokenRecTrainingDataset(split, seed=0)
+    for epoch in range(4):
+        features = [dataset[(epoch, index)] for index in range(len(dataset))]
+        batch = collator(features)
+        for row, feature in enumerate(features):
+            text = tokenizer.decode(batch["input_ids"][row], skip_special_tokens=True)
+            user = feature["user_index"]
+            for forbidden in (feature["target"], split.valid[user], split.test[user]):
+                assert tokenizer.item_token_string(forbidden) not in text
+            assert tokenizer.user_token_string(user) in text
+
+
+def test_collator_deterministic_for_seed(tokenizer, split):
+    dataset = TokenRecTrainingDataset(split, seed=3)
+    first = collate_epoch(TokenRecDataCollator(tokenizer), dataset, 1)
+    second = collate_epoch(TokenRecDataCollator(tokenizer), dataset, 1)
+    next_epoch = collate_epoch(TokenRecDataCollator(tokenizer), dataset, 2)
+    for key in first:
+        assert first[key].equal(second[key])
+    assert not first["input_ids"].shape == next_epoch["input_ids"].shape or not first["input_ids"].equal(
+        next_epoch["input_ids"]
+    )
+
+
+def test_collator_batch_split_matches_whole(tokenizer, split):
+    collator = TokenRecDataCollator(tokenizer, num_negatives=2)
+    dataset = TokenRecTrainingDataset(split, seed=3)
+    features = [dataset[(0, index)] for index in range(len(dataset))]
+    whole = collator(features)
+    halves = [collator(features[:4]), collator(features[4:])]
+
+    assert torch.equal(torch.cat([half["negative_item_ids"] for half in halves]), whole["negative_item_ids"])
+    for half, rows in zip(halves, (slice(0, 4), slice(4, None))):
+        width = half["input_ids"].shape[1]
+        assert torch.equal(half["input_ids"], whole["input_ids"][rows, :width])
+
+
+def test_collator_draws_several_templates(tokenizer, split):
+    collator = TokenRecDataCollator(tokenizer)
+    dataset = TokenRecTrainingDataset(split, seed=0)
+    prompts = set()
+    for epoch in range(6):
+        batch = collate_epoch(collator, dataset, epoch)
+        prompts.update(
+            tokenizer.decode(ids, skip_special_tokens=True).split("<")[0] for ids in batch["input_ids"]
+        )
+    assert len(prompts) >= 3
+
+
+def test_collator_never_uses_unseen_template(tokenizer, split):
+    unseen_text = tokenizer.templates[tokenizer.unseen_template_id].split("{")[0].strip()
+    collator = TokenRecDataCollator(tokenizer)
+    dataset = TokenRecTrainingDataset(split, seed=0)
+    for epoch in range(6):
+        batch = collate_epoch(collator, dataset, epoch)
+        for ids in batch["input_ids"]:
+            assert not tokenizer.decode(ids, skip_special_tokens=True).startswith(unseen_text)
+
+
+def test_collator_truncates_to_recent_items(tokenizer):
+    long_split = make_tiny_split(num_users=2, num_items=200)
+    long_split.train[0] = list(range(150))
+    long_tokenizer = make_tiny_tokenizer(tokenizer.base_tokenizer.name_or_path, long_split, codebook_size=6)
+    history_template = long_tokenizer.history_template_ids[0]
+    collator = TokenRecDataCollator(long_tokenizer, template_ids=[history_template], max_length=64)
+
+    batch = collator([{"user_index": 0, "history": list(range(150)), "target": 160}])
+    assert batch["attention_mask"].sum().item() <= 64
+    text = long_tokenizer.decode(batch["input_ids"][0], skip_special_tokens=True)
+    kept = [item for item in range(150) if long_tokenizer.item_token_string(item) in text]
+    assert kept and min(kept) >= 150 - 64 // 3
+    assert 149 in kept
+
+
+def test_collator_empty_history_uses_user_only_template(tokenizer):
+    collator = TokenRecDataCollator(tokenizer, template_ids=tokenizer.history_template_ids[:1])
+    batch = collator([{"user_index": 0, "history": [], "target": 3}])
+    assert batch["input_ids"].shape[0] == 1
+
+
+def test_collator_without_targets_returns_prompts_only(tokenizer, split):
+    collator = TokenRecDataCollator(tokenizer)
+    rows = TokenRecEvaluationDataset(split, "valid").rows[:3]
+    batch = collator([{"user_index": row["user_index"], "history": row["history"]} for row in rows])
+    assert set(batch) == {"input_ids", "attention_mask"}
+
+
+def test_collator_rejects_bad_input(tokenizer):
+    collator = TokenRecDataCollator(tokenizer)
+    with pytest.raises(ValueError, match="missing \\['history'\\]"):
+        collator([{"user_index": 0}])
+    with pytest.raises(ValueError, match="Target item index 999 of user 0 is outside"):
+        collator([{"user_index": 0, "history": [1], "target": 999}])
+    with pytest.raises(ValueError, match="empty batch"):
+        collator([])
+    with pytest.raises(ValueError, match="Template index 42 is out of range"):
+        TokenRecDataCollator(tokenizer, template_ids=[42])
+    with pytest.raises(ValueError, match="max_length=12 leaves no room"):
+        TokenRecDataCollator(tokenizer, template_ids=tokenizer.history_template_ids[:1], max_length=12)(
+            [{"user_index": 0, "history": [1, 2], "target": 3}]
+        )

@@ -296,7 +296,12 @@ class TokenRecDataCollator:
         self.template_ids = [int(template) for template in self.template_ids]
         if not self.template_ids:
             raise ValueError("template_ids is empty; give at least one template index.")
+        num_templates = len(self.tokenizer.templates)
+        for template in self.template_ids:
+            if not 0 <= template < num_templates:
+                raise ValueError(f"Template index {template} is out of range; the tokenizer has {num_templates} templates.")
         self.epoch = 0
+        self._budgets: dict[int, int] = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that seeds examples without their own `seed`."""
@@ -320,7 +325,7 @@ class TokenRecDataCollator:
             history = [int(item) for item in feature["history"]]
             seed = feature.get("seed")
             if seed is None:
-                seed = example_seed(self.seed, self.epoch, user, int(feature.get("target", -1)))
+                seed = example_seed(self.seed, self.epoch, user, int(feature.get("target", -1)) + 1)
 
             prompts.append(self._render(user, history, int(seed)))
             if has_targets:
@@ -349,19 +354,62 @@ class TokenRecDataCollator:
         return batch
 
     def _render(self, user: int, history: list[int], seed: int) -> str:
-        rng = random.Random(_numpy_rng(seed, _PROMPT_STREAM).integers(2**63))
+        rng = random.Random(int(_numpy_rng(seed, _PROMPT_STREAM).integers(2**63)))
         template = self.template_ids[rng.randrange(len(self.template_ids))]
+        if not history and template in self.tokenizer.history_template_ids:
+            template = self._user_only_template(rng)
         return self.tokenizer.build_prompt(
             user,
             history,
             template=template,
-            rng=rng if self.shuffle_history else None,
-            max_history_tokens=self.max_history_tokens,
+            rng=rng,
+            max_history_tokens=self._history_budget(template),
+            shuffle=self.shuffle_history,
         )
+
+    def _user_only_template(self, rng: random.Random) -> int:
+        """Pick a template without `{history}` for a user whose history is empty."""
+        user_only = set(self.tokenizer.user_only_template_ids)
+        candidates = [template for template in self.template_ids if template in user_only]
+        if not candidates:
+            candidates = [template for template in self.tokenizer.seen_template_ids if template in user_only]
+            logger.warning_once(
+                "A user has an empty history but none of the collator's templates works without one; using a seen "
+                "user-only template for such users."
+            )
+        if not candidates:
+            raise ValueError(
+                "A user has an empty history and the tokenizer has no seen template without {history}; add a "
+                "user-only template or drop users without history."
+            )
+        return candidates[rng.randrange(len(candidates))]
+
+    def _history_budget(self, template: int) -> int | None:
+        """Return the history token budget that keeps a prompt of `template` within `max_length` tokens.
+
+        The template's own cost (its words, the user's ID tokens and `</s>`) is measured once per template by
+        tokenizing it with one history item; every further item costs the same number of tokens.
+        """
+        if self.max_history_tokens is not None:
+            return self.max_history_tokens
+        if template not in self.tokenizer.history_template_ids:
+            return None
+        if template not in self._budgets:
+            item_cost = self.tokenizer.num_item_codebooks
+            prompt = self.tokenizer.build_prompt(0, [0], template=template, rng=0, shuffle=False)
+            fixed_cost = len(self.tokenizer(prompt, padding=False, return_tensors=None)["input_ids"]) - item_cost
+            budget = (self.max_length - fixed_cost) // item_cost * item_cost
+            if budget < item_cost:
+                raise ValueError(
+                    f"max_length={self.max_length} leaves no room for history items in template {template}, whose "
+                    f"text and user tokens take {fixed_cost} tokens; raise max_length."
+                )
+            self._budgets[template] = budget
+        return self._budgets[template]
 
 
 def _tokenizer_num_items(tokenizer: TokenRecTokenizer) -> int:
-    item_codes = getattr(tokenizer, "item_codes", None)
-    if item_codes is None:
-        raise ValueError("The tokenizer has no item codes; pass num_items to TokenRecDataCollator.")
-    return int(item_codes.shape[0])
+    num_items = int(tokenizer.num_items)
+    if num_items == 0:
+        raise ValueError("The tokenizer has no items; add them with add_items() or pass num_items to the collator.")
+    return num_items
