@@ -1,7 +1,10 @@
 """Tests for tokenrec_hf.data on small files written in each test: readers, filters, the split and serialization."""
 
+import contextlib
 import gzip
+import io
 import json
+import logging
 
 import pytest
 import torch
@@ -18,6 +21,19 @@ from tokenrec_hf.data import (
     from_table,
     load_named_dataset,
 )
+from tokenrec_hf.data.processing import logger as processing_logger
+
+
+@contextlib.contextmanager
+def captured_log(logger):
+    """Yield a buffer that receives the logger's records; transformers loggers do not propagate to caplog."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    logger.addHandler(handler)
+    try:
+        yield buffer
+    finally:
+        logger.removeHandler(handler)
 
 
 def write(path, text):
@@ -132,10 +148,13 @@ def test_missing_file_rejected(tmp_path):
 # ----- duplicates and short users -----
 
 
-def test_duplicates_keep_first(tmp_path, caplog):
+def test_duplicates_keep_first(tmp_path):
     path = write(tmp_path / "seq.txt", "u1 a b a c b d\nu2 a b c\n")
 
-    data = from_sequence_file(path)
+    with captured_log(processing_logger) as captured:
+        data = from_sequence_file(path)
+
+    assert "removed 2 duplicate (user, item) interactions" in captured.getvalue()
 
     assert [data.item_ids[item] for item in data.train[0]] == ["a", "b"]
     assert data.item_ids[data.valid[0]] == "c"
@@ -153,8 +172,10 @@ def test_duplicates_raise_policy(tmp_path):
 def test_short_users_dropped(tmp_path):
     path = write(tmp_path / "seq.txt", "u1 a b c\nu2 a b\nu3\nu4 a b c d\n")
 
-    data = from_sequence_file(path)
+    with captured_log(processing_logger) as captured:
+        data = from_sequence_file(path)
 
+    assert "dropped 2 users with fewer than 3 interactions" in captured.getvalue()
     assert data.user_ids == ["u1", "u4"]
     assert data.stats["short_users_dropped"] == 2
 

@@ -111,7 +111,9 @@ def _deduplicate(raw: RawSequences, config: PreprocessingConfig) -> tuple[dict[s
             num_duplicates += len(items) - len(unique)
         sequences[user] = unique
     if num_duplicates:
-        logger.info(f"{raw.source}: removed {num_duplicates:,} duplicate (user, item) interactions (kept the first).")
+        logger.warning(
+            f"{raw.source}: removed {num_duplicates:,} duplicate (user, item) interactions (kept the first)."
+        )
     return sequences, num_duplicates
 
 
@@ -166,7 +168,7 @@ def _handle_short_users(sequences: dict[str, list[str]], raw: RawSequences, conf
     for user in short:
         del sequences[user]
     if short:
-        logger.info(
+        logger.warning(
             f"{raw.source}: dropped {len(short):,} users with fewer than {MIN_SEQUENCE_LENGTH} interactions "
             "(leave-one-out needs a training item and two targets)."
         )
