@@ -133,7 +133,7 @@ def test_recommend_matches_forward_scores(model, tokenizer):
     assert recommendations.item_ids[0] == [tokenizer.item_ids[index] for index in expected_indices.tolist()]
 
 
-def test_recommend_history_scores_are_never_returned_even_if_best(model, tokenizer):
+def test_recommend_excludes_best_history_item(model, tokenizer):
     z = model(**tokenizer([tokenizer.build_prompt("user1", template=0)])).query_embeddings
     best = model.score_items(z)[0].argmax().item()
 
@@ -253,7 +253,7 @@ def test_tokenizer_codebook_mismatch_raises(model, tiny_t5_tokenizer_dir):
 def test_tokenizer_item_count_mismatch_raises(model, tokenizer):
     model.add_item_embeddings(torch.randn(1, DIM))
 
-    with pytest.raises(ValueError, match=rf"knows {NUM_ITEMS} items but the model's item table has {NUM_ITEMS + 1}"):
+    with pytest.raises(ValueError, match=rf"has {NUM_ITEMS} items but the model's item table has {NUM_ITEMS + 1}"):
         model.recommend(tokenizer, users=["user0"])
 
 

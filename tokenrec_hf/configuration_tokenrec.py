@@ -18,9 +18,9 @@ PROJECTION_ACTIVATIONS = ("relu", "gelu", "tanh")
 
 class TokenRecConfig(PreTrainedConfig):
     r"""
-    Configuration of [`TokenRecForRetrieval`]: a T5 backbone reads a prompt with user and item ID tokens, a three-layer
-    MLP projects its pooled hidden state to the collaborative space, and cosine similarity against the item table
-    ranks the whole catalog (the TokenRec paper by Qu et al., Eq. 17 to 19).
+    Configuration of [`TokenRecForRetrieval`] (the TokenRec paper by Qu et al., Eq. 17 to 19). A T5 backbone reads a
+    prompt with user and item ID tokens. A three-layer MLP projects its pooled hidden state to the collaborative
+    space, and cosine similarity against the item table ranks the whole catalog.
 
     Args:
         backbone_config (`T5Config` or `dict`, *optional*):

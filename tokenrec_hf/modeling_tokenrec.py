@@ -414,7 +414,7 @@ class TokenRecForRetrieval(TokenRecPreTrainedModel):
         Each user is written into a prompt by their ID tokens, which come from the first of these that applies:
 
         1. `user_embeddings[i]`, tokenized through the tokenizer's frozen user MQ-Tokenizer (a new user).
-        2. `users[i]`, when the tokenizer knows that raw id (or index).
+        2. `users[i]`, when the tokenizer has codes for that raw id (or index).
         3. `histories[i]`: the user's collaborative embedding is folded in from the history, with
            `collaborative_model.fold_in_users` when given, else as the mean of the history's rows of the item
            table, then tokenized like case 1.
@@ -473,12 +473,14 @@ class TokenRecForRetrieval(TokenRecPreTrainedModel):
         prompts = []
         for row in range(num_users):
             template_text = _inference_template(tokenizer, template, has_history=bool(history_indices[row]))
-            kept = []
+            prompt_history = []
             if template_uses_history(template_text):
                 max_items = None if max_history_tokens is None else max_history_tokens // tokenizer.num_item_codebooks
-                kept = select_history(history_indices[row], max_items, rng=rng, shuffle=True)
+                prompt_history = select_history(history_indices[row], max_items, rng=rng, shuffle=True)
             prompts.append(
-                format_prompt(template_text, user_tokens[row], [tokenizer.item_token_string(i) for i in kept])
+                format_prompt(
+                    template_text, user_tokens[row], [tokenizer.item_token_string(i) for i in prompt_history]
+                )
             )
 
         was_training = self.training
@@ -653,7 +655,7 @@ class TokenRecForRetrieval(TokenRecPreTrainedModel):
         item_ids = getattr(tokenizer, "item_ids", None)
         if item_ids is not None and self.config.num_items and len(item_ids) != self.config.num_items:
             raise ValueError(
-                f"The tokenizer knows {len(item_ids)} items but the model's item table has {self.config.num_items} "
+                f"The tokenizer has {len(item_ids)} items but the model's item table has {self.config.num_items} "
                 "rows. Add new items to both with `tokenizer.add_items(...)` and `model.add_item_embeddings(...)`."
             )
 
@@ -814,8 +816,8 @@ def _inference_template(tokenizer: Any, template: int | str | None, has_history:
                 )
             return tokenizer.templates[template]
         return validate_template(template)
-    wanted = tokenizer.history_template_ids if has_history else tokenizer.user_only_template_ids
-    candidates = [index for index in tokenizer.seen_template_ids if index in wanted] or wanted
+    fitting = tokenizer.history_template_ids if has_history else tokenizer.user_only_template_ids
+    candidates = [index for index in tokenizer.seen_template_ids if index in fitting] or fitting
     if not candidates:
         raise ValueError("The tokenizer has no template that fits this user; pass template= explicitly.")
     return tokenizer.templates[candidates[0]]
