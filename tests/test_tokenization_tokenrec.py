@@ -161,7 +161,7 @@ def test_different_k_and_l_per_side(tiny_t5_tokenizer_dir):
 # Stray '▁' pieces.
 
 
-def test_punctuation_after_id_token_gives_stray_piece(table_tokenizer):
+def test_punctuation_after_id_token_strays(table_tokenizer):
     # The failure the templates avoid: a comma right after an ID token encodes as '▁' + ','.
     text = "items: <u1-0><u1-1><u1-2>, <u1-2>..."
     ids = table_tokenizer(text, add_special_tokens=False, return_tensors=None)["input_ids"]
@@ -181,12 +181,12 @@ def _check_templates_have_no_stray_pieces(tokenizer: TokenRecTokenizer) -> None:
         assert tokenizer.stray_space_positions(ids) == []
 
 
-def test_templates_no_stray_piece_tiny_vocab(table_tokenizer):
+def test_templates_no_stray_tiny_vocab(table_tokenizer):
     _check_templates_have_no_stray_pieces(table_tokenizer)
 
 
 @pytest.mark.shared_data
-def test_templates_no_stray_piece_t5_small(t5_small_dir):
+def test_templates_no_stray_t5_small(t5_small_dir):
     tokenizer = TokenRecTokenizer(
         t5_small_dir,
         num_user_codebooks=USER_K,
@@ -230,7 +230,7 @@ def test_template_with_stray_piece_warns(tiny_t5_tokenizer_dir, caplog):
 # Prompts.
 
 
-def test_prompt2_shape_gives_k_tokens_per_entity(table_tokenizer):
+def test_prompt2_shape_k_tokens_each(table_tokenizer):
     history = ["item_5", "item_17", "item_33"]
     prompt = table_tokenizer.build_prompt("user_3", history, template=5, rng=0)
     ids = table_tokenizer(prompt, return_tensors=None)["input_ids"]
@@ -252,7 +252,7 @@ def test_prompt2_shape_gives_k_tokens_per_entity(table_tokenizer):
     )
 
 
-def test_prompt1_shape_has_user_tokens_only(table_tokenizer):
+def test_prompt1_shape_user_tokens_only(table_tokenizer):
     prompt = table_tokenizer.build_prompt("user_1", ["item_1"], template=0)
     ids = table_tokenizer(prompt, return_tensors=None)["input_ids"]
     assert (
@@ -434,6 +434,8 @@ def test_embeddings_wrong_dim(quantized_tokenizer):
         quantized_tokenizer.add_users(torch.randn(2, 5), ["a", "b"])
     with pytest.raises(ValueError, match="Expected item embeddings of shape \\[N, 8\\]"):
         quantized_tokenizer.encode_new_items(torch.randn(INPUT_DIM))
+    with pytest.raises(ValueError, match="Expected user embeddings of shape \\[N, 8\\].*got shape \\(8,\\)"):
+        quantized_tokenizer.add_users(torch.randn(INPUT_DIM), ["a"])
 
 
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), float("-inf")])
@@ -488,7 +490,7 @@ def test_codes_wrong_k(tiny_t5_tokenizer_dir):
 
 
 def test_codes_must_be_integers(tiny_t5_tokenizer_dir):
-    with pytest.raises(ValueError, match="must hold integers, got dtype torch.float32"):
+    with pytest.raises(ValueError, match="must contain integers, got dtype torch.float32"):
         TokenRecTokenizer(
             tiny_t5_tokenizer_dir,
             num_user_codebooks=2,

@@ -5,9 +5,9 @@ A template is a plain string with a `{user}` placeholder and, optionally, a `{hi
 other, separated by a space.
 
 The default set has 11 templates written for this package. Ten are used in training and the last one is held out as
-the "unseen prompt" for evaluation, following the TokenRec paper (Qu et al.), which holds one template out to test
-whether the model generalizes to instructions it never saw. Five templates contain only the user's ID tokens and six
-contain the user and their (shuffled) history.
+the "unseen prompt" for evaluation. The TokenRec paper (Qu et al.) keeps one template out of training in the same way,
+to test whether the model generalizes to an instruction it never saw. Five templates contain only the user's ID tokens
+and six contain the user and their (shuffled) history.
 
 Placeholder rule: SentencePiece tokenizers with a Metaspace pre-tokenizer, such as T5's, prepend `▁` to every piece of
 text that follows an added token. When that text starts with punctuation (`<v3-2>, ...`), the vocabulary has no piece

@@ -3,8 +3,8 @@
 The TokenRec paper (Qu et al.) tokenizes every user and item into K discrete ID tokens, one codeword from each of K
 codebooks learned by a masked vector-quantized tokenizer (MQ-Tokenizer). The language model therefore needs only K x L
 new tokens per side (L codewords per codebook) for any number of users or items. This module adds those tokens to a
-T5 tokenizer, stores the code tables that map each user and item to its K codewords, fills prompt templates with the
-resulting token strings, and tokenizes new users and items through the frozen MQ-Tokenizers.
+T5 tokenizer and stores the code tables that map each user and item to its K codewords. It fills prompt templates with
+the resulting token strings and tokenizes new users and items through the frozen MQ-Tokenizers.
 
 ID tokens are named `<u{k}-{l}>` for users and `<v{k}-{l}>` for items, where `k` is the 1-based codebook and `l` the
 0-based codeword, so user `<u1-5><u2-0><u3-17>` uses codeword 5 of codebook 1, codeword 0 of codebook 2, and so on.
@@ -106,7 +106,7 @@ def _check_codes(codes: Any, num_codebooks: int, codebook_size: int, side: str, 
     """Validate a code table [N, K] against K and L, naming `source` (a file or the quantizer) in errors."""
     codes = torch.as_tensor(codes)
     if codes.is_floating_point() or codes.dtype == torch.bool or codes.is_complex():
-        raise ValueError(f"The {side} code table from {source} must hold integers, got dtype {codes.dtype}.")
+        raise ValueError(f"The {side} code table from {source} must contain integers, got dtype {codes.dtype}.")
     if codes.ndim != 2 or codes.shape[1] != num_codebooks:
         raise ValueError(
             f"The {side} code table from {source} has shape {tuple(codes.shape)}, but the {side} tokens use "
@@ -222,9 +222,9 @@ class TokenRecTokenizer(PushToHubMixin):
     r"""
     Tokenizer for TokenRec: a T5 tokenizer plus K x L user ID tokens and K x L item ID tokens.
 
-    It composes the base tokenizer (loaded with `AutoTokenizer`) instead of subclassing it. Text is tokenized by the
-    base tokenizer; users and items appear in text as strings of their K ID tokens, each of which the base tokenizer
-    encodes as exactly one id. Encoding, padding and decoding delegate to the base tokenizer.
+    It composes the base tokenizer (loaded with `AutoTokenizer`) instead of subclassing it. The base tokenizer encodes
+    the text, in which users and items appear as strings of their K ID tokens. Each ID token encodes to exactly one
+    id. Encoding, padding and decoding delegate to the base tokenizer.
 
     The ID tokens are added as `AddedToken(name, normalized=False, special=False, lstrip=False, rstrip=False)`.
     `normalized=False` keeps the normalizer from altering the names, and `special=False` keeps them in
@@ -397,6 +397,7 @@ class TokenRecTokenizer(PushToHubMixin):
                 f"unseen_template_id must be None or an index in [0, {len(templates)}), got {unseen_template_id!r}."
             )
         self._templates = tuple(templates)
+        self._uses_history = tuple(template_uses_history(template) for template in templates)
         self._unseen_template_id = unseen_template_id
         if not self.seen_template_ids:
             raise ValueError("Every template is held out; keep at least one template for training.")
@@ -522,7 +523,7 @@ class TokenRecTokenizer(PushToHubMixin):
 
     # New users and items.
 
-    def _encode_embeddings(self, table: _EntityTable, embeddings: Any, ids: Sequence[str] | None) -> torch.LongTensor:
+    def _check_embeddings(self, table: _EntityTable, embeddings: Any, ids: Sequence[str] | None) -> torch.Tensor:
         if table.quantizer is None:
             raise ValueError(
                 f"This tokenizer has no {table.side} MQ-Tokenizer, so it cannot tokenize new {table.plural}. Build it "
@@ -546,7 +547,9 @@ class TokenRecTokenizer(PushToHubMixin):
                 f"{table.side} embedding row {row}{name} has the value {float(embeddings[row, column])} in column "
                 f"{column}; embeddings must be finite. Fix or drop that row before tokenizing it."
             )
+        return embeddings
 
+    def _encode_embeddings(self, table: _EntityTable, embeddings: torch.Tensor) -> torch.LongTensor:
         codes = table.quantizer.encode(embeddings)
         return _check_codes(
             codes, table.num_codebooks, table.codebook_size, table.side, f"the {table.side} MQ-Tokenizer"
@@ -564,19 +567,20 @@ class TokenRecTokenizer(PushToHubMixin):
         Raises:
             ValueError: When there is no user MQ-Tokenizer, or the embeddings have the wrong width or a non-finite value.
         """
-        codes = self._encode_embeddings(self._users, embeddings, None)
+        codes = self._encode_embeddings(self._users, self._check_embeddings(self._users, embeddings, None))
         return [self._users.codes_to_string(row) for row in codes]
 
     def encode_new_items(self, embeddings: torch.Tensor) -> list[str]:
         """Tokenize items from their collaborative embeddings without adding them. See `encode_new_users`."""
-        codes = self._encode_embeddings(self._items, embeddings, None)
+        codes = self._encode_embeddings(self._items, self._check_embeddings(self._items, embeddings, None))
         return [self._items.codes_to_string(row) for row in codes]
 
     def _add(self, table: _EntityTable, embeddings: Any, ids: Sequence[str], overwrite: bool) -> torch.LongTensor:
         if isinstance(ids, str) or not isinstance(ids, Sequence):
             raise ValueError(f"{table.side}_ids must be a list of raw ids, got {type(ids).__name__}: {ids!r}.")
         ids = [str(raw_id) for raw_id in ids]
-        rows = torch.as_tensor(embeddings).shape[0] if torch.as_tensor(embeddings).ndim else 0
+        embeddings = self._check_embeddings(table, embeddings, ids)
+        rows = embeddings.shape[0]
         if len(ids) != rows:
             raise ValueError(
                 f"Got {rows} {table.side} embeddings but {len(ids)} {table.side}_ids; pass one id per embedding row."
@@ -591,7 +595,7 @@ class TokenRecTokenizer(PushToHubMixin):
                 "new embeddings."
             )
 
-        codes = self._encode_embeddings(table, embeddings, ids)
+        codes = self._encode_embeddings(table, embeddings)
         positions = []
         new_rows = []
         for raw_id, row in zip(ids, codes, strict=True):
@@ -652,12 +656,12 @@ class TokenRecTokenizer(PushToHubMixin):
     @property
     def user_only_template_ids(self) -> list[int]:
         """Indices of the templates with the user's ID tokens only."""
-        return [index for index, text in enumerate(self._templates) if not template_uses_history(text)]
+        return [index for index, uses_history in enumerate(self._uses_history) if not uses_history]
 
     @property
     def history_template_ids(self) -> list[int]:
         """Indices of the templates with the user's ID tokens and their history."""
-        return [index for index, text in enumerate(self._templates) if template_uses_history(text)]
+        return [index for index, uses_history in enumerate(self._uses_history) if uses_history]
 
     def build_prompt(
         self,
@@ -715,7 +719,7 @@ class TokenRecTokenizer(PushToHubMixin):
         if template is None:
             candidates = self.seen_template_ids
             if not has_history:
-                candidates = [index for index in candidates if index in self.user_only_template_ids]
+                candidates = [index for index in candidates if not self._uses_history[index]]
             if not candidates:
                 raise ValueError(
                     "The history is empty and every training template needs one; pass a history, or pass `template=` "
@@ -926,7 +930,9 @@ class TokenRecTokenizer(PushToHubMixin):
         )
         config = load_json(folder / TOKENIZER_CONFIG_NAME, "TokenRec tokenizer configuration")
         if not isinstance(config, dict):
-            raise ValueError(f"{folder / TOKENIZER_CONFIG_NAME} must hold a JSON object, got {type(config).__name__}.")
+            raise ValueError(
+                f"{folder / TOKENIZER_CONFIG_NAME} must contain a JSON object, got {type(config).__name__}."
+            )
         check_artifact_version(config.get("tokenrec_hf_version"), f"TokenRec tokenizer at {folder}")
         missing_keys = sorted(key for key in _REQUIRED_CONFIG_KEYS if key not in config)
         if missing_keys:
@@ -1107,7 +1113,7 @@ def _load_side(folder: Path, config: dict[str, Any], side: str) -> dict[str, Any
     ids_path = folder / (USER_IDS_NAME if side == "user" else ITEM_IDS_NAME)
     ids = load_json(ids_path, f"{side} id map")
     if not isinstance(ids, list):
-        raise ValueError(f"{ids_path} must hold a JSON list of {side} ids, got {type(ids).__name__}.")
+        raise ValueError(f"{ids_path} must contain a JSON list of {side} ids, got {type(ids).__name__}.")
     if len(ids) != config[f"num_{side}s"] or len(ids) != tensors["codes"].shape[0]:
         raise ValueError(
             f"{ids_path} lists {len(ids)} {side}s, {codes_path.name} has {tensors['codes'].shape[0]} code rows and "
