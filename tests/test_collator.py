@@ -72,6 +72,21 @@ def test_sampler_permutes_per_epoch():
     assert list(sampler) == epoch_zero
 
 
+def test_sampler_groups_by_length():
+    lengths = [(index * 7) % 23 for index in range(40)]
+    sampler = EpochSeededRandomSampler(40, seed=1, length_fn=lambda epoch: lengths, megabatch_size=10)
+    order = [index for _, index in sampler]
+
+    assert sorted(order) == list(range(40))
+    for start in range(0, 40, 10):
+        chunk = [lengths[index] for index in order[start : start + 10]]
+        assert chunk == sorted(chunk, reverse=True)
+    plain = [index for _, index in EpochSeededRandomSampler(40, seed=1)]
+    assert [set(order[start : start + 10]) for start in range(0, 40, 10)] == [
+        set(plain[start : start + 10]) for start in range(0, 40, 10)
+    ]
+
+
 def test_sampler_sequential_when_not_shuffled():
     sampler = EpochSeededRandomSampler(4, seed=3, shuffle=False)
     sampler.set_epoch(2)
@@ -304,6 +319,18 @@ def test_collator_truncates_to_recent_items(tokenizer):
     kept = [item for item in range(150) if long_tokenizer.item_token_string(item) in text]
     assert kept and min(kept) >= 150 - 64 // 3
     assert 149 in kept
+
+
+def test_prompt_length_matches_tokenized_length(tokenizer, split):
+    collator = TokenRecDataCollator(tokenizer, max_length=64)
+    dataset = TokenRecTrainingDataset(split, seed=0)
+    for epoch in range(3):
+        for index in range(len(dataset)):
+            feature = dataset[(epoch, index)]
+            batch = collator([feature])
+            assert collator.prompt_length(feature) == batch["input_ids"].shape[1]
+    empty = {"user_index": 1, "history": [], "target": 2, "seed": 5}
+    assert collator.prompt_length(empty) == collator([empty])["input_ids"].shape[1]
 
 
 def test_collator_empty_history_uses_user_only_template(tokenizer):

@@ -248,6 +248,21 @@ def test_epochs_draw_different_examples(tmp_path, split, tokenizer):
     assert len(set(epochs)) > 1
 
 
+def test_group_by_length_batches_similar_prompts(tmp_path, split, tokenizer):
+    args = make_args(tmp_path, train_sampling_strategy="group_by_length")
+    trainer = TokenRecTrainer(model=make_tiny_model(tokenizer), args=args, data=split, processing_class=tokenizer)
+    sampler = trainer._get_train_sampler()
+    sampler.set_epoch(1)
+    keys = list(sampler)
+    lengths = [trainer.data_collator.prompt_length(trainer.train_dataset[key]) for key in keys]
+
+    assert sorted(index for _, index in keys) == list(range(NUM_USERS))
+    assert lengths == sorted(lengths, reverse=True)
+    with pytest.raises(ValueError, match="train_sampling_strategy='batch_rebalance' is not supported"):
+        trainer.args.train_sampling_strategy = "batch_rebalance"
+        trainer._get_train_sampler()
+
+
 def test_trainer_rejects_mismatched_components(tmp_path, split, tokenizer):
     other_split = make_tiny_split(num_users=NUM_USERS, num_items=NUM_ITEMS)
     other_split.item_ids[3] = "renamed"

@@ -12,7 +12,7 @@ processes or dataloader workers, or on whether training was resumed from a check
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -107,16 +107,33 @@ class EpochSeededRandomSampler(Sampler):
     The key carries the epoch to [`TokenRecTrainingDataset`], so per-epoch sampling stays correct in dataloader
     workers, which hold copies of the dataset. [`TokenRecTrainer`] sets the epoch at the start of every epoch.
 
+    With `length_fn`, the sampler groups examples of similar length as transformers' `LengthGroupedSampler` does: the
+    shuffled indices are cut into megabatches of `megabatch_size` and each megabatch is sorted by length, longest
+    first. Batches then need little padding.
+
     Args:
         num_samples: Length of the dataset.
         seed: Seed of the permutations.
         shuffle: Set to `False` to yield the indices in order.
+        length_fn: Maps an epoch to the length (in tokens) of every example in that epoch.
+        megabatch_size: Examples sorted together when `length_fn` is given, usually 50 batches.
     """
 
-    def __init__(self, num_samples: int, seed: int = 42, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        num_samples: int,
+        seed: int = 42,
+        shuffle: bool = True,
+        length_fn: Callable[[int], Sequence[int]] | None = None,
+        megabatch_size: int = 1600,
+    ) -> None:
+        if megabatch_size < 1:
+            raise ValueError(f"megabatch_size={megabatch_size} is invalid; use a positive number of examples.")
         self.num_samples = num_samples
         self.seed = seed
         self.shuffle = shuffle
+        self.length_fn = length_fn
+        self.megabatch_size = megabatch_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -130,7 +147,18 @@ class EpochSeededRandomSampler(Sampler):
             generator = torch.Generator().manual_seed(example_seed(self.seed, self.epoch))
             order = torch.randperm(self.num_samples, generator=generator).tolist()
         else:
-            order = range(self.num_samples)
+            order = list(range(self.num_samples))
+
+        if self.length_fn is not None:
+            lengths = self.length_fn(self.epoch)
+            if len(lengths) != self.num_samples:
+                raise ValueError(f"length_fn returned {len(lengths)} lengths for {self.num_samples} examples.")
+            grouped = []
+            for start in range(0, len(order), self.megabatch_size):
+                megabatch = order[start : start + self.megabatch_size]
+                grouped.extend(sorted(megabatch, key=lambda index: -lengths[index]))
+            order = grouped
+
         for index in order:
             yield (self.epoch, index)
 
@@ -302,6 +330,7 @@ class TokenRecDataCollator:
                 raise ValueError(f"Template index {template} is out of range; the tokenizer has {num_templates} templates.")
         self.epoch = 0
         self._budgets: dict[int, int] = {}
+        self._fixed_costs: dict[int, int] = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that seeds examples without their own `seed`."""
@@ -323,11 +352,9 @@ class TokenRecDataCollator:
         for feature in features:
             user = int(feature["user_index"])
             history = [int(item) for item in feature["history"]]
-            seed = feature.get("seed")
-            if seed is None:
-                seed = example_seed(self.seed, self.epoch, user, int(feature.get("target", -1)) + 1)
+            seed = self._seed_of(feature)
 
-            prompts.append(self._render(user, history, int(seed)))
+            prompts.append(self._render(user, history, seed))
             if has_targets:
                 target = int(feature["target"])
                 if not 0 <= target < self.num_items:
@@ -353,19 +380,66 @@ class TokenRecDataCollator:
                 batch["negative_item_ids"] = torch.tensor(negatives, dtype=torch.long)  # [B, n]
         return batch
 
-    def _render(self, user: int, history: list[int], seed: int) -> str:
-        rng = random.Random(int(_numpy_rng(seed, _PROMPT_STREAM).integers(2**63)))
+    def prompt_length(self, feature: dict[str, Any]) -> int:
+        """Return the number of tokens of the prompt that `__call__` builds for `feature`, without tokenizing it.
+
+        The template is drawn exactly as in `__call__`. Every history item costs one token per item codebook, so the
+        length is the template's own cost plus the tokens of the kept history items. The length-grouped sampler of
+        [`TokenRecTrainer`] uses it to put prompts of similar length in the same batch.
+        """
+        history = feature["history"]
+        rng = self._prompt_rng(self._seed_of(feature))
+        template = self._draw_template(bool(history), rng)
+        length = self._fixed_cost(template)
+        if template in self.tokenizer.history_template_ids:
+            item_cost = self.tokenizer.num_item_codebooks
+            budget = self._history_budget(template)
+            kept = len(history) if budget is None else min(len(history), budget // item_cost)
+            length += kept * item_cost
+        return min(length, self.max_length)
+
+    def _seed_of(self, feature: dict[str, Any]) -> int:
+        seed = feature.get("seed")
+        if seed is None:
+            seed = example_seed(self.seed, self.epoch, int(feature["user_index"]), int(feature.get("target", -1)) + 1)
+        return int(seed)
+
+    @staticmethod
+    def _prompt_rng(seed: int) -> random.Random:
+        return random.Random(int(_numpy_rng(seed, _PROMPT_STREAM).integers(2**63)))
+
+    def _draw_template(self, has_history: bool, rng: random.Random) -> int:
         template = self.template_ids[rng.randrange(len(self.template_ids))]
-        if not history and template in self.tokenizer.history_template_ids:
+        if not has_history and template in self.tokenizer.history_template_ids:
             template = self._user_only_template(rng)
+        return template
+
+    def _render(self, user: int, history: list[int], seed: int) -> str:
+        rng = self._prompt_rng(seed)
+        template = self._draw_template(bool(history), rng)
+        budget = self._history_budget(template)
+        if budget is not None and len(history) * self.tokenizer.num_item_codebooks <= budget:
+            # NOTE: the whole history fits. Passing no budget also avoids a slicing bug in prompts.select_history:
+            # for len(history) < max_items < 2 * len(history) it keeps only the last max_items - len(history) items.
+            budget = None
         return self.tokenizer.build_prompt(
             user,
             history,
             template=template,
             rng=rng,
-            max_history_tokens=self._history_budget(template),
+            max_history_tokens=budget,
             shuffle=self.shuffle_history,
         )
+
+    def _fixed_cost(self, template: int) -> int:
+        """Return the tokens of a prompt of `template` other than its history items (words, user tokens, `</s>`)."""
+        if template not in self._fixed_costs:
+            uses_history = template in self.tokenizer.history_template_ids
+            history = [0] if uses_history else []
+            prompt = self.tokenizer.build_prompt(0, history, template=template, rng=0, shuffle=False)
+            length = len(self.tokenizer(prompt, padding=False, return_tensors=None)["input_ids"])
+            self._fixed_costs[template] = length - (self.tokenizer.num_item_codebooks if uses_history else 0)
+        return self._fixed_costs[template]
 
     def _user_only_template(self, rng: random.Random) -> int:
         """Pick a template without `{history}` for a user whose history is empty."""
@@ -396,8 +470,7 @@ class TokenRecDataCollator:
             return None
         if template not in self._budgets:
             item_cost = self.tokenizer.num_item_codebooks
-            prompt = self.tokenizer.build_prompt(0, [0], template=template, rng=0, shuffle=False)
-            fixed_cost = len(self.tokenizer(prompt, padding=False, return_tensors=None)["input_ids"]) - item_cost
+            fixed_cost = self._fixed_cost(template)
             budget = (self.max_length - fixed_cost) // item_cost * item_cost
             if budget < item_cost:
                 raise ValueError(

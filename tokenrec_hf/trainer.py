@@ -166,8 +166,34 @@ class TokenRecTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
 
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        shuffle = getattr(self.args, "train_sampling_strategy", "random") != "sequential"
-        self._epoch_sampler = EpochSeededRandomSampler(len(train_dataset), seed=seed, shuffle=shuffle)
+        strategy = getattr(self.args, "train_sampling_strategy", "random")
+        if strategy not in ("random", "sequential", "group_by_length"):
+            raise ValueError(
+                f"train_sampling_strategy={strategy!r} is not supported with TokenRecTrainingDataset; use 'random', "
+                "'sequential' or 'group_by_length'."
+            )
+        length_fn = None
+        megabatch_size = 1
+        if strategy == "group_by_length":
+            if not isinstance(self.data_collator, TokenRecDataCollator):
+                raise ValueError(
+                    "train_sampling_strategy='group_by_length' needs a TokenRecDataCollator to measure prompt "
+                    f"lengths, got {type(self.data_collator).__name__}; use 'random' with a custom collator."
+                )
+            collator = self.data_collator
+
+            def length_fn(epoch: int) -> list[int]:
+                return [collator.prompt_length(train_dataset[(epoch, index)]) for index in range(len(train_dataset))]
+
+            # The megabatch spans 50 optimizer steps, as in transformers' LengthGroupedSampler.
+            megabatch_size = 50 * self.args.train_batch_size * self.args.gradient_accumulation_steps
+        self._epoch_sampler = EpochSeededRandomSampler(
+            len(train_dataset),
+            seed=seed,
+            shuffle=strategy != "sequential",
+            length_fn=length_fn,
+            megabatch_size=max(megabatch_size, 1),
+        )
         return self._epoch_sampler
 
     def _set_epoch(self, epoch: int) -> None:
