@@ -1,0 +1,336 @@
+"""One command from interactions to recommendations: every TokenRec stage on a named dataset, resumable.
+
+The stages run in order and each writes its artifact into one output folder:
+
+1. `data`: the leave-one-out split (`data/`).
+2. `collaborative`: LightGCN or MF trained on the seen users' training interactions (`collaborative/`).
+3. `tokenizers`: the user and item MQ-Tokenizers, then the `TokenRecTokenizer` (saved at the folder's root).
+4. `llm`: the T5 backbone fine-tuned with the cosine-margin loss, selected on validation (saved at the root).
+5. `test`: the test targets scored once, for TokenRec and for the collaborative model, into `metrics.json` and
+   `results.md`.
+
+A finished stage is recorded in `pipeline_state.json` and skipped when the command runs again. An interrupted
+collaborative or LLM stage resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import T5Config
+from transformers.utils import logging
+
+from .utils import HubUnreachableError, atomic_write_json, atomic_write_text, load_json, resolve_pretrained_folder
+from .version import __version__
+
+logger = logging.get_logger(__name__)
+
+STAGES = ("data", "collaborative", "tokenizers", "llm", "test")
+KNOWN_DATASETS = ("lastfm", "ml1m", "beauty", "clothing")
+PRESETS = ("t5-small", "cpu-small")
+DEFAULT_BACKBONE = "google-t5/t5-small"
+STATE_FILE = "pipeline_state.json"
+
+# The arguments each stage depends on. Changing one of them for an existing output folder would mix artifacts of
+# two configurations, so the pipeline rejects it instead of silently reusing the finished stage.
+STAGE_ARGUMENTS = {
+    "data": ("dataset", "data_dir", "max_sequence_length", "unseen_user_fraction"),
+    "collaborative": ("collaborative_model", "embedding_dim", "num_layers", "collaborative_epochs", "seed"),
+    "tokenizers": ("num_codebooks", "codebook_size", "mask_ratio", "one_way", "quantizer", "mq_epochs"),
+    "llm": (
+        "backbone",
+        "backbone_init",
+        "preset",
+        "base_tokenizer",
+        "query_pooling",
+        "margin",
+        "num_negatives",
+        "num_train_epochs",
+        "learning_rate",
+        "per_device_train_batch_size",
+        "example_sampling",
+    ),
+}
+
+
+@dataclass
+class PipelineArguments:
+    """Arguments of the end-to-end TokenRec pipeline (`tokenrec run`)."""
+
+    # Data
+    dataset: str = field(default="lastfm", metadata={"help": f"Dataset name, one of {list(KNOWN_DATASETS)}."})
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Local folder with the dataset files (or a parent with LastFM/, ML1M/, Beauty/). Defaults to "
+            "$TOKENREC_DATA_DIR, then a verified download into the Hugging Face cache."
+        },
+    )
+    output_dir: str = field(default="outputs/tokenrec-lastfm", metadata={"help": "Folder for every artifact."})
+    max_sequence_length: int = field(default=100, metadata={"help": "Most recent items kept per user."})
+    unseen_user_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Share of least active users held out of every training stage and evaluated apart."},
+    )
+
+    # Collaborative filtering
+    collaborative_model: str = field(default="lightgcn", metadata={"help": "'lightgcn' or 'mf'."})
+    embedding_dim: int = field(default=64, metadata={"help": "Width of the collaborative embeddings."})
+    num_layers: int = field(default=3, metadata={"help": "LightGCN propagation layers."})
+    collaborative_epochs: int = field(default=1000, metadata={"help": "Maximum collaborative training epochs."})
+
+    # MQ-Tokenizers
+    num_codebooks: int = field(default=3, metadata={"help": "K, ID tokens per user or item."})
+    codebook_size: int = field(default=256, metadata={"help": "L, codewords per codebook."})
+    mask_ratio: float = field(default=0.2, metadata={"help": "rho, the masking probability of the MQ-Tokenizers."})
+    one_way: bool = field(
+        default=False, metadata={"help": "Ablation: one codebook of K*L codewords (one token per entity)."}
+    )
+    quantizer: str = field(default="kway", metadata={"help": "'kway' (MQ-Tokenizer) or 'residual' (RQ-VAE style)."})
+    mq_epochs: int = field(default=400, metadata={"help": "Maximum MQ-Tokenizer training epochs."})
+
+    # LLM
+    backbone: str = field(
+        default=DEFAULT_BACKBONE,
+        metadata={
+            "help": "T5 backbone: a Hub id or a local folder. A folder with config.json but no model.safetensors "
+            "(such as a copy of t5-small's tokenizer and config) gives a randomly initialized backbone."
+        },
+    )
+    backbone_init: str = field(
+        default="auto",
+        metadata={"help": "'pretrained', 'random', or 'auto' (pretrained when weights are available)."},
+    )
+    preset: str = field(
+        default="t5-small",
+        metadata={"help": "'t5-small' (the backbone's own shape) or 'cpu-small' (2+2 layers, d_model 256, random)."},
+    )
+    base_tokenizer: str | None = field(
+        default=None, metadata={"help": "T5 tokenizer folder or Hub id. Defaults to --backbone."}
+    )
+    query_pooling: str = field(default="decoder", metadata={"help": "Where z is read: 'decoder' or 'encoder_mean'."})
+    margin: float = field(default=0.1, metadata={"help": "gamma, the margin of negative pairs."})
+    num_negatives: int = field(default=1, metadata={"help": "Negatives per positive."})
+    example_sampling: str | None = field(
+        default=None, metadata={"help": "How training examples are drawn; defaults to the trainer's default."}
+    )
+    num_train_epochs: float = field(default=30, metadata={"help": "Maximum LLM training epochs."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the LLM stage."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "LLM training batch size per device."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "LLM evaluation batch size per device."})
+    early_stopping_patience: int = field(
+        default=5, metadata={"help": "Validation evaluations without improvement before the LLM stage stops."}
+    )
+    max_train_steps: int = field(
+        default=-1, metadata={"help": "Stop the LLM stage after this many steps (-1: run all epochs)."}
+    )
+
+    # Run
+    seed: int = field(default=42, metadata={"help": "Seed of every stage."})
+    stop_after: str | None = field(
+        default=None, metadata={"help": f"Stop after this stage, one of {list(STAGES)}; later runs continue."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Delete an existing output folder and start over."}
+    )
+    disable_tqdm: bool = field(default=False, metadata={"help": "Hide progress bars."})
+
+    def __post_init__(self) -> None:
+        self.dataset = self.dataset.lower()
+        _check_choice("dataset", self.dataset, KNOWN_DATASETS)
+        _check_choice("collaborative_model", self.collaborative_model, ("lightgcn", "mf"))
+        _check_choice("backbone_init", self.backbone_init, ("auto", "pretrained", "random"))
+        _check_choice("preset", self.preset, PRESETS)
+        _check_choice("query_pooling", self.query_pooling, ("decoder", "encoder_mean"))
+        _check_choice("quantizer", self.quantizer, ("kway", "residual"))
+        if self.stop_after is not None:
+            _check_choice("stop_after", self.stop_after, STAGES)
+        if not 0.0 <= self.unseen_user_fraction < 0.5:
+            raise ValueError(f"unseen_user_fraction={self.unseen_user_fraction} must be in [0, 0.5).")
+        for name in ("num_codebooks", "codebook_size", "embedding_dim", "max_sequence_length", "num_negatives"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be a positive integer.")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio={self.mask_ratio} must be in [0, 1).")
+        if self.preset == "cpu-small" and self.backbone_init == "pretrained":
+            raise ValueError(
+                "preset='cpu-small' shrinks the backbone, so it always starts from random weights; "
+                "use --preset t5-small with --backbone_init pretrained."
+            )
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}.")
+
+
+@dataclass
+class BackbonePlan:
+    """How the T5 backbone is built: from pretrained weights, or from a config with random weights."""
+
+    source: str
+    pretrained: bool
+    config: T5Config | None
+    tokenizer_source: str
+
+    @property
+    def description(self) -> str:
+        if self.pretrained:
+            return f"pretrained weights from {self.source}"
+        return f"random initialization (config from {self.source}; no pretrained weights)"
+
+
+def plan_backbone(args: PipelineArguments) -> BackbonePlan:
+    """Decide, before any training, whether the backbone is pretrained and where its tokenizer comes from.
+
+    Raises:
+        FileNotFoundError: A local backbone folder has no `config.json`, or pretrained weights were requested from a
+            folder without `model.safetensors`.
+        HubUnreachableError: The backbone is a Hub id that cannot be downloaded, with a hint about local folders.
+    """
+    tokenizer_source = args.base_tokenizer or args.backbone
+    local = Path(args.backbone).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise FileNotFoundError(
+                f"Backbone folder {local} has no config.json; pass a T5 folder (config.json, and model.safetensors "
+                "for pretrained weights)."
+            )
+        has_weights = (local / "model.safetensors").is_file()
+        if args.backbone_init == "pretrained" and not has_weights:
+            raise FileNotFoundError(
+                f"--backbone_init pretrained needs {local / 'model.safetensors'}, which does not exist. "
+                "Use --backbone_init random (or auto) to start from random weights with this config."
+            )
+        pretrained = has_weights and args.backbone_init != "random" and args.preset == "t5-small"
+        config = None if pretrained else T5Config.from_pretrained(local)
+        return BackbonePlan(str(local), pretrained, _apply_preset(config, args.preset), tokenizer_source)
+
+    try:
+        folder = resolve_pretrained_folder(
+            args.backbone, ["config.json"], artifact="T5 backbone", allow_patterns=["*.json", "*.model"]
+        )
+    except HubUnreachableError as error:
+        raise HubUnreachableError(
+            f"{error} Without the Hub, pass --backbone /path/to/t5-small (a folder with config.json and the "
+            "tokenizer files) to start from random weights with the real t5-small vocabulary."
+        ) from error
+    pretrained = args.backbone_init != "random" and args.preset == "t5-small"
+    config = None if pretrained else T5Config.from_pretrained(folder)
+    return BackbonePlan(args.backbone, pretrained, _apply_preset(config, args.preset), tokenizer_source)
+
+
+def _apply_preset(config: T5Config | None, preset: str) -> T5Config | None:
+    if config is None or preset == "t5-small":
+        return config
+    # A shape that trains several times faster than t5-small on a CPU, for quick end-to-end runs.
+    values = config.to_dict()
+    values.update(d_model=256, d_ff=1024, d_kv=32, num_heads=8, num_layers=2, num_decoder_layers=2)
+    return T5Config.from_dict(values)
+
+
+class PipelineState:
+    """The finished stages of one output folder, with the arguments each ran with."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.path = output_dir / STATE_FILE
+        self.values: dict[str, Any] = {"tokenrec_hf_version": __version__, "stages": {}}
+        if self.path.is_file():
+            self.values = load_json(self.path, what="pipeline state")
+
+    def finished(self, stage: str) -> bool:
+        return stage in self.values["stages"]
+
+    def check_arguments(self, stage: str, args: PipelineArguments) -> None:
+        """Raise when `args` differ from the arguments `stage` finished with."""
+        record = self.values["stages"].get(stage)
+        if record is None:
+            return
+        for name in STAGE_ARGUMENTS.get(stage, ()):
+            saved, current = record["arguments"].get(name), getattr(args, name)
+            if saved != current:
+                raise ValueError(
+                    f"{self.path.parent} finished stage {stage!r} with {name}={saved!r}, but this run has "
+                    f"{name}={current!r}. Use another --output_dir, or --overwrite_output_dir to start over."
+                )
+
+    def mark_finished(self, stage: str, args: PipelineArguments, **facts: Any) -> None:
+        arguments = {name: getattr(args, name) for name in STAGE_ARGUMENTS.get(stage, ())}
+        self.values["stages"][stage] = {"arguments": arguments, "finished_at": time.time(), **facts}
+        atomic_write_json(self.path, self.values)
+
+
+def validate_arguments(args: PipelineArguments) -> BackbonePlan:
+    """Check paths, names and the backbone before any training, so mistakes fail in the first second.
+
+    The dataset itself is read by the first stage, which takes about a second, so a bad file fails just as early.
+    """
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"--output_dir {output_dir} is a file; pass a folder.")
+    if args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"--data_dir {args.data_dir} does not exist. Pass the folder that holds the {args.dataset} files, "
+            "or leave it unset to use $TOKENREC_DATA_DIR or a download."
+        )
+    plan = plan_backbone(args)
+    if not Path(plan.tokenizer_source).expanduser().is_dir():
+        resolve_pretrained_folder(plan.tokenizer_source, artifact="T5 tokenizer", allow_patterns=["*.json", "*.model"])
+    return plan
+
+
+def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
+    """Run every unfinished stage and return the final metrics (also written to `metrics.json`)."""
+    plan = validate_arguments(args)
+    output_dir = Path(args.output_dir)
+    if args.overwrite_output_dir and output_dir.exists():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "plots").mkdir(exist_ok=True)
+
+    state = PipelineState(output_dir)
+    for stage in STAGE_ARGUMENTS:
+        state.check_arguments(stage, args)
+    logger.warning(f"TokenRec pipeline on {args.dataset!r} into {output_dir}; backbone: {plan.description}.")
+
+    from .stages import run_collaborative_stage, run_data_stage, run_llm_stage, run_test_stage, run_tokenizer_stage
+
+    runners = {
+        "data": run_data_stage,
+        "collaborative": run_collaborative_stage,
+        "tokenizers": run_tokenizer_stage,
+        "llm": run_llm_stage,
+        "test": run_test_stage,
+    }
+    for stage in STAGES:
+        if state.finished(stage):
+            logger.warning(f"Stage {stage!r} already finished in {output_dir}; skipping it.")
+        else:
+            started = time.time()
+            facts = runners[stage](args, plan, output_dir) or {}
+            state.mark_finished(stage, args, seconds=round(time.time() - started, 1), **facts)
+            logger.warning(f"Stage {stage!r} finished in {time.time() - started:.0f} s.")
+        if stage == args.stop_after:
+            break
+
+    metrics_path = output_dir / "metrics.json"
+    return load_json(metrics_path, what="metrics") if metrics_path.is_file() else {}
+
+
+def hardware_description() -> str:
+    """Return a one-line description of the machine, for results tables."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA), torch {torch.__version__}"
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def save_arguments(args: PipelineArguments, output_dir: Path) -> None:
+    atomic_write_text(output_dir / "pipeline_arguments.json", json.dumps(asdict(args), indent=2, sort_keys=True))
