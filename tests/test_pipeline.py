@@ -1,0 +1,166 @@
+"""End-to-end pipeline and `tokenrec` command on a tiny synthetic dataset and a tiny random T5."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pytest
+from transformers import T5Config
+
+from tokenrec_hf.cli import RecommendArguments, main, recommend_from_folder
+from tokenrec_hf.pipeline import STAGES, PipelineArguments, PipelineState, run_pipeline, validate_arguments
+from tokenrec_hf.utils import HubUnreachableError
+
+
+def _write_sequences(folder, num_users=40, num_items=30, seed=0):
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for user in range(1, num_users + 1):
+        # Two taste groups, so the collaborative signal is learnable.
+        pool = list(range(1, num_items // 2 + 1)) if user % 2 else list(range(num_items // 2 + 1, num_items + 1))
+        items = rng.sample(pool, rng.randint(5, 10))
+        lines.append(" ".join(str(value) for value in [user, *items]))
+    (folder / "user_sequence.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture()
+def tiny_backbone_dir(tmp_path, tiny_t5_tokenizer_dir):
+    folder = tmp_path / "tiny-t5"
+    shutil.copytree(tiny_t5_tokenizer_dir, folder)
+    T5Config(
+        vocab_size=400, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4
+    ).save_pretrained(folder)
+    return folder
+
+
+def _arguments(tmp_path, backbone, **overrides):
+    values = dict(
+        dataset="lastfm",
+        data_dir=str(_write_sequences(tmp_path / "LastFM")),
+        output_dir=str(tmp_path / "run"),
+        backbone=str(backbone),
+        collaborative_epochs=2,
+        embedding_dim=16,
+        num_codebooks=2,
+        codebook_size=4,
+        mq_epochs=2,
+        num_train_epochs=1,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        unseen_user_fraction=0.1,
+        disable_tqdm=True,
+    )
+    values.update(overrides)
+    return PipelineArguments(**values)
+
+
+def test_unknown_dataset_lists_known_ones():
+    with pytest.raises(ValueError, match=r"dataset='lastfmm' is not supported; choose one of \['lastfm'"):
+        PipelineArguments(dataset="lastfmm")
+
+
+def test_missing_data_dir_fails_before_training(tmp_path, tiny_backbone_dir):
+    args = _arguments(tmp_path, tiny_backbone_dir, data_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="--data_dir .*nowhere does not exist"):
+        validate_arguments(args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_pretrained_backbone_without_weights(tmp_path, tiny_backbone_dir):
+    args = _arguments(tmp_path, tiny_backbone_dir, backbone_init="pretrained")
+    with pytest.raises(FileNotFoundError, match="--backbone_init random"):
+        validate_arguments(args)
+
+
+def test_offline_hub_backbone_explains_local_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = _arguments(tmp_path, "someone/not-a-cached-t5")
+    with pytest.raises(HubUnreachableError, match="pass --backbone /path/to/t5-small"):
+        validate_arguments(args)
+
+
+def test_random_backbone_plan(tmp_path, tiny_backbone_dir):
+    plan = validate_arguments(_arguments(tmp_path, tiny_backbone_dir))
+    assert not plan.pretrained
+    assert "random initialization" in plan.description
+    assert plan.config.d_model == 32
+
+
+def test_cpu_small_preset_shrinks_backbone(tmp_path, tiny_backbone_dir):
+    plan = validate_arguments(_arguments(tmp_path, tiny_backbone_dir, preset="cpu-small"))
+    assert plan.config.num_layers == 2
+    assert plan.config.d_model == 256
+
+
+def test_pipeline_end_to_end_and_resume(tmp_path, tiny_backbone_dir, capsys):
+    args = _arguments(tmp_path, tiny_backbone_dir, stop_after="tokenizers")
+    run_pipeline(args)
+    state = PipelineState(tmp_path / "run")
+    assert [stage for stage in STAGES if state.finished(stage)] == ["data", "collaborative", "tokenizers"]
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+    # A second run skips the finished stages and continues with the LLM and the test evaluation.
+    args = _arguments(tmp_path, tiny_backbone_dir)
+    metrics = run_pipeline(args)
+    state = PipelineState(tmp_path / "run")
+    assert all(state.finished(stage) for stage in STAGES)
+
+    output = tmp_path / "run"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "metrics.json", "results.md", "README.md"):
+        assert (output / name).is_file(), name
+    for plot in ("user_codebook_usage.png", "item_codebook_usage.png", "collaborative_training_curve.png"):
+        assert (output / "plots" / plot).is_file(), plot
+
+    assert metrics == json.loads((output / "metrics.json").read_text())
+    assert set(metrics["test"]) == {
+        "tokenrec_history",
+        "tokenrec_user_only",
+        "tokenrec_unseen",
+        "lightgcn",
+        "tokenrec_history_unseen_users",
+        "lightgcn_unseen_users",
+    }
+    for row in metrics["test"].values():
+        assert set(row) == {"hr@10", "hr@20", "hr@30", "ndcg@10", "ndcg@20", "ndcg@30"}
+        assert all(0.0 <= value <= 1.0 for value in row.values())
+    assert metrics["num_unseen_users"] == 4
+    assert "random initialization" in metrics["backbone"]
+
+
+def test_changed_argument_for_finished_stage(tmp_path, tiny_backbone_dir):
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="data"))
+    with pytest.raises(ValueError, match="finished stage 'data' with max_sequence_length=100"):
+        run_pipeline(_arguments(tmp_path, tiny_backbone_dir, max_sequence_length=50))
+
+
+@pytest.fixture(scope="module")
+def trained_folder(tmp_path_factory, tiny_t5_tokenizer_dir):
+    tmp_path = tmp_path_factory.mktemp("pipeline")
+    backbone = tmp_path / "tiny-t5"
+    shutil.copytree(tiny_t5_tokenizer_dir, backbone)
+    T5Config(vocab_size=400, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4).save_pretrained(backbone)
+    run_pipeline(_arguments(tmp_path, backbone, unseen_user_fraction=0.0))
+    return tmp_path / "run"
+
+
+def test_recommend_known_and_new_user(trained_folder):
+    outputs = recommend_from_folder(RecommendArguments(model_dir=str(trained_folder), user=["3"], history=["1", "2"]))
+    assert [output["user"] for output in outputs] == ["3", "new user"]
+
+    data = json.loads((trained_folder / "data" / "interaction_data.json").read_text())
+    catalog = set(data["item_ids"])
+    for output in outputs:
+        assert len(output["items"]) == 10
+        assert set(output["items"]) <= catalog
+        assert output["scores"] == sorted(output["scores"], reverse=True)
+    assert not {"1", "2"} & set(outputs[1]["items"])
+
+
+def test_recommend_unknown_user_suggests_history(trained_folder, capsys):
+    code = main(["recommend", "--model_dir", str(trained_folder), "--user", "no-such-user"])
+    assert code == 1
+    assert "pass their interaction history instead: --history" in capsys.readouterr().err
