@@ -16,7 +16,6 @@ from tokenrec_hf.data_collator import (
     sample_negatives,
 )
 
-
 # ---- negatives ----
 
 
@@ -279,7 +278,7 @@ def test_collator_batch_split_matches_whole(tokenizer, split):
     halves = [collator(features[:4]), collator(features[4:])]
 
     assert torch.equal(torch.cat([half["negative_item_ids"] for half in halves]), whole["negative_item_ids"])
-    for half, rows in zip(halves, (slice(0, 4), slice(4, None))):
+    for half, rows in zip(halves, (slice(0, 4), slice(4, None)), strict=True):
         width = half["input_ids"].shape[1]
         assert torch.equal(half["input_ids"], whole["input_ids"][rows, :width])
 
@@ -290,9 +289,7 @@ def test_collator_draws_several_templates(tokenizer, split):
     prompts = set()
     for epoch in range(6):
         batch = collate_epoch(collator, dataset, epoch)
-        prompts.update(
-            tokenizer.decode(ids, skip_special_tokens=True).split("<")[0] for ids in batch["input_ids"]
-        )
+        prompts.update(tokenizer.decode(ids, skip_special_tokens=True).split("<")[0] for ids in batch["input_ids"])
     assert len(prompts) >= 3
 
 

@@ -96,7 +96,7 @@ def test_two_processes_match_one(tmp_path, saved_components):
     assert single["num_processes"] == 1
     assert double["num_processes"] == 2
     assert [row["step"] for row in double["losses"]] == [1, 2, 3, 4]
-    for one, two in zip(single["losses"], double["losses"]):
+    for one, two in zip(single["losses"], double["losses"], strict=True):
         for key in ("loss", "positive_loss", "negative_loss"):
             assert two[key] == pytest.approx(one[key], abs=1e-5), (one["step"], key)
     for key in ("eval_hr@10", "eval_ndcg@10", "eval_ndcg@20", "eval_ndcg@30"):
@@ -108,5 +108,7 @@ def test_two_processes_match_one(tmp_path, saved_components):
     assert single_weights.keys() == double_weights.keys()
     for name, tensor in single_weights.items():
         torch.testing.assert_close(double_weights[name], tensor, rtol=0, atol=5e-5, msg=name)
-    moved = [name for name in initial if name in single_weights and not torch.equal(initial[name], single_weights[name])]
+    moved = [
+        name for name in initial if name in single_weights and not torch.equal(initial[name], single_weights[name])
+    ]
     assert moved, "training changed no weight, so the comparison proves nothing"

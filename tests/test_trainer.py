@@ -172,7 +172,11 @@ def test_test_split_blocked_during_training(tmp_path, split, tokenizer):
 
     args = make_args(tmp_path, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
     trainer = TokenRecTrainer(
-        model=make_tiny_model(tokenizer), args=args, data=split, processing_class=tokenizer, callbacks=[ScoreTestMidway()]
+        model=make_tiny_model(tokenizer),
+        args=args,
+        data=split,
+        processing_class=tokenizer,
+        callbacks=[ScoreTestMidway()],
     )
     with pytest.raises(RuntimeError, match="cannot be scored during training"):
         trainer.train()
@@ -229,7 +233,9 @@ def test_resume_matches_uninterrupted_run(tmp_path, split, tokenizer):
 
 
 def test_epochs_draw_different_examples(tmp_path, split, tokenizer):
-    args = make_args(tmp_path, num_train_epochs=2, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+    args = make_args(
+        tmp_path, num_train_epochs=2, eval_strategy="no", save_strategy="no", load_best_model_at_end=False
+    )
     trainer = TokenRecTrainer(model=make_tiny_model(tokenizer), args=args, data=split, processing_class=tokenizer)
 
     seen_targets = []

@@ -327,7 +327,9 @@ class TokenRecDataCollator:
         num_templates = len(self.tokenizer.templates)
         for template in self.template_ids:
             if not 0 <= template < num_templates:
-                raise ValueError(f"Template index {template} is out of range; the tokenizer has {num_templates} templates.")
+                raise ValueError(
+                    f"Template index {template} is out of range; the tokenizer has {num_templates} templates."
+                )
         self.epoch = 0
         self._budgets: dict[int, int] = {}
         self._fixed_costs: dict[int, int] = {}
@@ -462,7 +464,7 @@ class TokenRecDataCollator:
         """Return the history token budget that keeps a prompt of `template` within `max_length` tokens.
 
         The template's own cost (its words, the user's ID tokens and `</s>`) is measured once per template by
-        tokenizing it with one history item; every further item costs the same number of tokens.
+        tokenizing it with one history item. Every further item costs the same number of tokens.
         """
         if self.max_history_tokens is not None:
             return self.max_history_tokens

@@ -1,10 +1,10 @@
 """[`TokenRecTrainer`]: fine-tunes a TokenRec backbone for generative retrieval with the Hugging Face `Trainer`.
 
-Training minimizes the cosine margin loss of the TokenRec paper (Qu et al.), computed by the model: `1 - cos(z, q+)` for
-the positive item and `max(0, cos(z, q-) - margin)` for each negative item, where `z` is the projected query of the
-prompt and `q` the collaborative item representations. Evaluation ranks the whole catalog for every validation user by
-the cosine between `z` and the model's item table, with the user's history scored minus infinity, and reports HR@K
-and NDCG@K. The best checkpoint is selected on the validation targets; the test targets are scored once, by
+Training minimizes the cosine margin loss of the TokenRec paper (Qu et al.), which the model computes. The loss is
+`1 - cos(z, q+)` for the positive item and `max(0, cos(z, q-) - margin)` for each negative item. Here `z` is the
+projected query of the prompt and `q` a collaborative item representation. Evaluation ranks the whole catalog for
+every validation user by the cosine between `z` and the model's item table, with the user's history scored minus
+infinity, and reports HR@K and NDCG@K. The best checkpoint is selected on the validation targets; the test targets are scored once, by
 [`TokenRecTrainer.evaluate_test`], after training.
 """
 
@@ -424,7 +424,7 @@ def check_components(
                 f"The split has {len(split_ids)} {side}s but the tokenizer only {len(tokenizer_ids)}; build the "
                 f"tokenizer from the collaborative model trained on this split."
             )
-        for index, (split_id, tokenizer_id) in enumerate(zip(split_ids, tokenizer_ids)):
+        for index, (split_id, tokenizer_id) in enumerate(zip(split_ids, tokenizer_ids, strict=False)):
             if split_id != tokenizer_id:
                 raise ValueError(
                     f"{side.capitalize()} index {index} is {split_id!r} in the split but {tokenizer_id!r} in the "
@@ -525,11 +525,15 @@ class TrainingCurvesCallback(TrainerCallback):
     The figure is redrawn after every evaluation and at the end of training, on the main process only.
     """
 
-    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if state.is_world_process_zero:
             plot_training_curves(state.log_history, Path(args.output_dir) / TRAINING_CURVES_FILE)
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if state.is_world_process_zero:
             plot_training_curves(state.log_history, Path(args.output_dir) / TRAINING_CURVES_FILE)
 
@@ -562,14 +566,14 @@ def plot_training_curves(log_history: Sequence[dict[str, float]], path: str | Pa
     loss_axes, metric_axes = figure.subplots(1, 2)
     for name, points in loss_curves.items():
         if points:
-            steps, values = zip(*points)
+            steps, values = zip(*points, strict=True)
             loss_axes.plot(steps, values, label=name, marker="." if len(points) < 30 else None)
     loss_axes.set_xlabel("step")
     loss_axes.set_ylabel("training loss")
     loss_axes.set_title("Training loss")
     for name, points in metric_curves.items():
         if points:
-            steps, values = zip(*points)
+            steps, values = zip(*points, strict=True)
             metric_axes.plot(steps, values, label=name.removeprefix("eval_"), marker="o")
     metric_axes.set_xlabel("step")
     metric_axes.set_ylabel("validation metric")

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-EXAMPLE_SAMPLING_MODES = ("one_per_user", "all_items")
+from .data_collator import EXAMPLE_SAMPLING_MODES
+
 EVAL_PROMPT_MODES = ("history", "user_only", "unseen")
 
 
@@ -22,9 +23,9 @@ class TokenRecTrainingArguments(TrainingArguments):
     Parameters that control the training examples:
 
         example_sampling (`str`, *optional*, defaults to `"one_per_user"`):
-            How training examples are drawn from the training interactions. `"one_per_user"`: each epoch holds one
+            How training examples are drawn from the training interactions. `"one_per_user"`: each epoch contains one
             example per user, whose target is a random training item of that user (a fresh draw every epoch) and
-            whose history is the user's other training items. `"all_items"`: each epoch holds one example per training
+            whose history is the user's other training items. `"all_items"`: each epoch contains one example per training
             interaction, with that item as the target and the user's other training items as the history.
         num_negatives (`int`, *optional*, defaults to `1`):
             Negative items sampled per positive, uniformly from the items outside the user's training items. The
@@ -144,7 +145,9 @@ class TokenRecTrainingArguments(TrainingArguments):
                 f"example_sampling={self.example_sampling!r} is not supported; use one of {list(EXAMPLE_SAMPLING_MODES)}."
             )
         if self.eval_prompt not in EVAL_PROMPT_MODES:
-            raise ValueError(f"eval_prompt={self.eval_prompt!r} is not supported; use one of {list(EVAL_PROMPT_MODES)}.")
+            raise ValueError(
+                f"eval_prompt={self.eval_prompt!r} is not supported; use one of {list(EVAL_PROMPT_MODES)}."
+            )
         if self.num_negatives < 1:
             raise ValueError(f"num_negatives={self.num_negatives} is invalid; it must be at least 1.")
         if self.max_length < 8:
@@ -154,7 +157,9 @@ class TokenRecTrainingArguments(TrainingArguments):
                 f"max_history_tokens={self.max_history_tokens} must be in [0, max_length={self.max_length})."
             )
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
-            raise ValueError(f"pad_to_multiple_of={self.pad_to_multiple_of} is invalid; use a positive integer or None.")
+            raise ValueError(
+                f"pad_to_multiple_of={self.pad_to_multiple_of} is invalid; use a positive integer or None."
+            )
         if self.eval_template is not None and self.eval_template < 0:
             raise ValueError(f"eval_template={self.eval_template} is invalid; use a template index >= 0 or None.")
         if isinstance(self.eval_ks, int):
