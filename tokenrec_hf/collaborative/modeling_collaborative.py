@@ -90,10 +90,14 @@ def build_interaction_graph(
         raise ValueError(
             f"users and items must be 1-D of equal length; got {tuple(users.shape)} and {tuple(items.shape)}."
         )
-    if users.numel() and (users.min() < 0 or users.max() >= num_users):
-        raise ValueError(f"User index {int(users.max())} (or {int(users.min())}) is outside [0, {num_users}).")
-    if items.numel() and (items.min() < 0 or items.max() >= num_items):
-        raise ValueError(f"Item index {int(items.max())} (or {int(items.min())}) is outside [0, {num_items}).")
+    for kind, values, size in (("user", users, num_users), ("item", items, num_items)):
+        invalid = (values < 0) | (values >= size)
+        if bool(invalid.any()):
+            position = int(invalid.nonzero()[0])
+            raise ValueError(
+                f"Interaction {position} has {kind} index {int(values[position])}, outside [0, {size}); build the "
+                f"graph with the {kind} count of the dataset the interactions come from."
+            )
 
     pairs = torch.unique(users * num_items + items)
     users, items = pairs // num_items, pairs % num_items
@@ -411,10 +415,10 @@ class CollaborativeModel(CollaborativePreTrainedModel):
         trained users. For a seen user whose history is exactly their training items, layers 1..L equal their
         trained layers, so only the layer-0 term differs. Item degrees and item layers are not updated.
 
-        Matrix factorization: the user vector starts at the mean of the history's item vectors and takes
-        `config.fold_in_steps` Adam steps of BPR (learning rate `config.fold_in_learning_rate`, L2 weight
-        `config.fold_in_reg_weight`) against the frozen item table, with negatives drawn uniformly outside the
-        history from a generator seeded with `config.fold_in_seed`.
+        Matrix factorization: the user vector starts at the mean of the history's item vectors. It then takes
+        `config.fold_in_steps` Adam steps of BPR against the frozen item table, with learning rate
+        `config.fold_in_learning_rate` and L2 weight `config.fold_in_reg_weight`. Negatives are drawn uniformly
+        outside the history from a generator seeded with `config.fold_in_seed`, so the result is deterministic.
 
         Args:
             histories: For each new user, item row indices or raw item ids (strings).

@@ -56,7 +56,7 @@ class CollaborativeTrainingArguments:
     )
     num_epochs: int = field(default=1000, metadata={"help": "Maximum number of passes over the training pairs."})
     batch_size: int = field(default=2048, metadata={"help": "Training (user, positive, negative) triples per step."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
+    learning_rate: float = field(default=5e-3, metadata={"help": "Adam learning rate."})
     reg_weight: float = field(
         default=1e-4, metadata={"help": "L2 weight on the batch's layer-0 embeddings, averaged over the batch."}
     )
@@ -98,7 +98,7 @@ class CollaborativeTrainingArguments:
 
 @dataclass
 class CollaborativeTrainingResult:
-    """What [`train_collaborative`] returns.
+    """Result of [`train_collaborative`].
 
     Attributes:
         model: The model at the best validation epoch, with propagated representations.
@@ -261,7 +261,7 @@ def train_collaborative(
         args: Training settings.
 
     Returns:
-        A [`CollaborativeTrainingResult`] whose model holds the best validation epoch's weights.
+        A [`CollaborativeTrainingResult`] whose model contains the best validation epoch's weights.
 
     Raises:
         ValueError: When the model and data sizes differ, a user has interacted with every item, or a checkpoint
