@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 from transformers import T5Config, T5ForConditionalGeneration
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +68,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--synthetic", action="store_true", help="Use synthetic prompts even when LastFM exists.")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="Torch device.")
     parser.add_argument("--seed", type=int, default=0, help="Seed for weights, codes and prompts.")
+    parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     return parser.parse_args()
 
 
@@ -214,7 +216,7 @@ def main() -> None:
     time_tokenrec(model, item_table, batches[:1], histories, args)
     time_beam_search(generator_model, batches[:1], args)
     tokenrec_times, beam_times = [], []
-    for _ in range(args.repeats):
+    for _ in tqdm(range(args.repeats), desc="timed passes", disable=args.no_progress):
         tokenrec_times.append(time_tokenrec(model, item_table, batches, histories, args))
         beam_times.append(time_beam_search(generator_model, batches, args))
     tokenrec_ms = 1000 * statistics.median(tokenrec_times) / len(token_ids)

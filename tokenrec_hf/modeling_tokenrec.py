@@ -719,6 +719,8 @@ class TokenRecForRetrieval(TokenRecPreTrainedModel):
             **kwargs: Passed to `PreTrainedModel.save_pretrained` (for example `max_shard_size`).
         """
         kwargs.pop("safe_serialization", None)
+        if not kwargs.get("is_main_process", True):
+            return
         if tokenizer is not None:
             self.check_tokenizer(tokenizer)
 
