@@ -41,7 +41,7 @@ class MQTokenizerTrainingArguments:
     num_train_epochs: int = field(default=400, metadata={"help": "Maximum number of passes over the training rows."})
     train_batch_size: int = field(default=256, metadata={"help": "Embeddings per optimization step."})
     eval_batch_size: int = field(default=8192, metadata={"help": "Embeddings per forward pass in evaluation."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
+    learning_rate: float = field(default=5e-3, metadata={"help": "AdamW learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float | None = field(
         default=None, metadata={"help": "Clip the gradient norm to this value; no clipping when unset."}
