@@ -172,8 +172,8 @@ def main() -> None:
             len(dataset), seed=args.seed, length_fn=lambda epoch: lengths, megabatch_size=50 * args.batch_size
         )
     ]
-    # Measured batches sit at the middles of equal slices of the epoch, so a sorted (grouped) epoch is represented
-    # by short and long batches alike; warm-up steps reuse the median batch.
+    # Measured batches sit at the middles of equal slices of the epoch. A sorted (grouped) epoch is therefore
+    # represented by short and long batches alike. Warm-up steps reuse the median batch.
     num_batches = len(dataset) // args.batch_size
     chosen = [num_batches // 2] * args.warmup_steps + quantile_positions(args.steps, num_batches)
 

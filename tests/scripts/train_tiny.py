@@ -2,11 +2,13 @@
 
 Run it with one process or several, for example:
 
-    accelerate launch --num_processes 2 --cpu tests/scripts/train_tiny.py \
+    accelerate launch --multi_gpu --num_processes 2 tests/scripts/train_tiny.py \
         --model_dir MODEL --tokenizer_dir TOKENIZER --data_dir DATA --output_dir OUT --per_device_train_batch_size 2
 
-The main process writes `final_model.safetensors` (the trained state dict), `metrics.json` (validation metrics, the
-number of processes and the logged losses) in `--output_dir`.
+The script trains on CPU (`use_cpu=True`), so the two processes talk through gloo. `--cpu` is not used because
+accelerate 1.16 then starts one process unless mpirun is configured. The main process writes
+`final_model.safetensors` (the trained state dict) and `metrics.json` (validation metrics, the number of processes
+and the logged losses) in `--output_dir`.
 """
 
 from __future__ import annotations
