@@ -115,6 +115,11 @@ class TokenRecPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["T5Block"]
     _supports_sdpa = True
+    # T5 ties both embedding tables to `shared`, so the checkpoint stores only `shared`.
+    _tied_weights_keys = {
+        "backbone.encoder.embed_tokens.weight": "backbone.shared.weight",
+        "backbone.decoder.embed_tokens.weight": "backbone.shared.weight",
+    }
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
