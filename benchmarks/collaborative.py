@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # Tuned on LastFM validation NDCG@20 (see docs/collaborative.md).
 TUNED = {
     "lightgcn": {"learning_rate": 5e-3, "reg_weight": 1e-4},
-    "mf": {"learning_rate": 5e-3, "reg_weight": 1e-4},
+    "mf": {"learning_rate": 1e-3, "reg_weight": 1e-4},
 }
 
 
