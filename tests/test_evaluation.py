@@ -125,6 +125,13 @@ def test_history_index_out_of_range_error():
         evaluate_full_ranking(torch.zeros(2, 4), torch.zeros(5, 4), [[1], [7]], [0, 1])
 
 
+def test_error_names_row_in_whole_input():
+    histories = [[0]] * 5 + [[9]]
+
+    with pytest.raises(ValueError, match="History of row 5 contains item index 9"):
+        evaluate_full_ranking(torch.zeros(6, 4), torch.zeros(5, 4), histories, [1] * 6, batch_size=2)
+
+
 def test_length_mismatch_error():
     with pytest.raises(ValueError, match="2 queries, 1 histories and 2 targets"):
         evaluate_full_ranking(torch.zeros(2, 4), torch.zeros(5, 4), [[1]], [0, 1])

@@ -305,6 +305,12 @@ def evaluate_full_ranking(
         )
     if queries.shape[0] == 0:
         raise ValueError("No users to evaluate: queries is empty.")
+    # Check every index once here, so that an error names the user's row in the whole input, not in a batch.
+    _exclusion_pairs(histories, 0, item_table.shape[0])
+    invalid_targets = [row for row, target in enumerate(targets) if not 0 <= int(target) < item_table.shape[0]]
+    if invalid_targets:
+        row = invalid_targets[0]
+        raise ValueError(f"Target of row {row} is item index {int(targets[row])}, outside [0, {item_table.shape[0]}).")
 
     ranks = []
     starts = range(0, queries.shape[0], batch_size)
