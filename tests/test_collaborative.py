@@ -348,6 +348,14 @@ def test_save_load_round_trip(trained_lightgcn, tmp_path):
     assert torch.equal(loaded.fold_in_users([[1, 2, 3]]), model.fold_in_users([[1, 2, 3]]))
 
 
+def test_save_records_package_version(trained_lightgcn, tmp_path):
+    from tokenrec_hf import __version__
+
+    trained_lightgcn.model.save_pretrained(tmp_path)
+
+    assert json.loads((tmp_path / "config.json").read_text())["tokenrec_hf_version"] == __version__
+
+
 def test_load_missing_file_error(trained_lightgcn, tmp_path):
     trained_lightgcn.model.save_pretrained(tmp_path)
     (tmp_path / "id_maps.json").unlink()

@@ -26,7 +26,7 @@ from transformers.utils import ModelOutput, logging
 
 from ..utils.hub import resolve_pretrained_folder
 from ..utils.io import atomic_directory, atomic_write_json, load_json
-from ..utils.versioning import check_artifact_version
+from ..utils.versioning import check_artifact_version, package_version_stamp
 from .configuration_collaborative import CollaborativeConfig
 
 logger = logging.get_logger(__name__)
@@ -525,6 +525,8 @@ class CollaborativeModel(CollaborativePreTrainedModel):
                 "raw id per row."
             )
 
+        # The stamp names the package that writes the files, also for a model loaded from an older save.
+        self.config.tokenrec_hf_version = package_version_stamp()["tokenrec_hf_version"]
         with atomic_directory(save_directory) as staging:
             super().save_pretrained(staging, *args, **kwargs)
             atomic_write_json(staging / ID_MAPS_NAME, {"user_ids": self.user_ids, "item_ids": self.item_ids})
