@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch intra-op threads. One thread avoids oversubscription when other jobs share the CPU.",
     )
     parser.add_argument("--output_dir", default=None, help="Save the trained model and the training curve here.")
+    parser.add_argument(
+        "--resume_from_checkpoint",
+        action="store_true",
+        help="Continue from output_dir/checkpoint, written by an earlier run with the same settings.",
+    )
     parser.add_argument("--disable_tqdm", action="store_true", help="Hide progress bars.")
     return parser.parse_args(argv)
 
@@ -144,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         eval_interval=args.eval_interval,
         patience=args.patience,
         seed=args.seed,
+        resume_from_checkpoint=args.resume_from_checkpoint or None,
         disable_tqdm=args.disable_tqdm,
     )
     started = time.perf_counter()
