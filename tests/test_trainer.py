@@ -73,6 +73,7 @@ def test_arguments_tokenrec_defaults(tmp_path):
     assert args.num_negatives == 1
     assert args.eval_ks == [10, 20, 30]
     assert args.example_sampling == "one_per_user"
+    assert args.train_sampling_strategy == "group_by_length"
 
 
 @pytest.mark.parametrize(
@@ -234,7 +235,12 @@ def test_resume_matches_uninterrupted_run(tmp_path, split, tokenizer):
 
 def test_epochs_draw_different_examples(tmp_path, split, tokenizer):
     args = make_args(
-        tmp_path, num_train_epochs=2, eval_strategy="no", save_strategy="no", load_best_model_at_end=False
+        tmp_path,
+        num_train_epochs=2,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        train_sampling_strategy="random",
     )
     trainer = TokenRecTrainer(model=make_tiny_model(tokenizer), args=args, data=split, processing_class=tokenizer)
 
@@ -255,7 +261,7 @@ def test_epochs_draw_different_examples(tmp_path, split, tokenizer):
 
 
 def test_group_by_length_batches_similar_prompts(tmp_path, split, tokenizer):
-    args = make_args(tmp_path, train_sampling_strategy="group_by_length")
+    args = make_args(tmp_path)
     trainer = TokenRecTrainer(model=make_tiny_model(tokenizer), args=args, data=split, processing_class=tokenizer)
     sampler = trainer._get_train_sampler()
     sampler.set_epoch(1)
