@@ -18,7 +18,7 @@ import pytest
 import torch
 from huggingface_hub import CommitOperationAdd, HfApi
 from peft import PeftModel
-from transformers import T5Config
+from transformers import AutoModel, AutoTokenizer, T5Config
 
 from tokenrec_hf import (
     CollaborativeConfig,
@@ -44,6 +44,7 @@ from tokenrec_hf.data import (
     from_sequence_file,
     from_table,
 )
+from tokenrec_hf.modelcard import TokenRecModelCardData
 from tokenrec_hf.utils import HubUnreachableError
 
 NUM_USERS, NUM_ITEMS = 40, 50
@@ -79,8 +80,8 @@ def build_stages(data: InteractionData, base_tokenizer: str | Path, output_dir: 
         output_dir=str(output_dir / "cf"), num_epochs=2, eval_interval=1, evaluate_test=False, disable_tqdm=True
     )
     collaborative = train_collaborative(config, data, cf_args).model
-    users = collaborative.user_representations.detach()
-    items = collaborative.item_representations.detach()
+    users = collaborative.user_representations.detach().clone()
+    items = collaborative.item_representations.detach().clone()
 
     # 2. MQ-Tokenizers, the user one on seen users only.
     mq_config = MQTokenizerConfig(
@@ -321,6 +322,7 @@ def test_lora_train_save_reload(trained, tmp_path):
     base.save_pretrained(tmp_path / "base", tokenizer=tokenizer)
 
     model = apply_lora(base, r=4, alpha=8, target_modules=("q", "v"))
+    model.print_trainable_parameters()
     trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
     assert any("lora_A" in name for name in trainable)
     assert any("trainable_tokens_delta" in name for name in trainable)
@@ -396,10 +398,14 @@ def test_push_each_artifact(trained, mocked_hub, tmp_path):
     collaborative = CollaborativeModel.from_pretrained(folder / "collaborative")
     item_mq = MQTokenizer.from_pretrained(folder / "item_quantizer")
 
-    model.push_to_hub("someone/tokenrec-tiny", tokenizer=tokenizer)
+    model.model_card_data = TokenRecModelCardData(
+        dataset_name="tiny", metrics={"hr@20": 0.31, "ndcg@20": 0.12}, license="apache-2.0"
+    )
+    model.push_to_hub("someone/tokenrec-tiny", tokenizer=tokenizer, private=True)
+    tokenizer.push_to_hub("someone/tokenrec-tiny-tokenizer")
     collaborative.push_to_hub("someone/tokenrec-tiny-lightgcn")
     item_mq.push_to_hub("someone/tokenrec-tiny-item-mq")
-    tokenizer.save_pretrained(tmp_path / "tokenizer", push_to_hub=True, repo_id="someone/tokenrec-tiny-tokenizer")
+    tokenizer.save_pretrained(tmp_path / "tokenizer", push_to_hub=True, repo_id="someone/tokenrec-tiny-tokenizer-2")
 
     assert {"config.json", "model.safetensors", "README.md", "tokenrec_tokenizer_config.json"} <= set(
         mocked_hub["someone/tokenrec-tiny"]
@@ -408,14 +414,20 @@ def test_push_each_artifact(trained, mocked_hub, tmp_path):
     assert {"config.json", "model.safetensors", "id_maps.json"} <= set(mocked_hub["someone/tokenrec-tiny-lightgcn"])
     assert {"config.json", "model.safetensors"} <= set(mocked_hub["someone/tokenrec-tiny-item-mq"])
     assert "item_codes.safetensors" in mocked_hub["someone/tokenrec-tiny-tokenizer"]
-    assert "library_name: tokenrec_hf" in mocked_hub["someone/tokenrec-tiny"]["README.md"].decode()
+    assert "item_codes.safetensors" in mocked_hub["someone/tokenrec-tiny-tokenizer-2"]
+    card = mocked_hub["someone/tokenrec-tiny"]["README.md"].decode()
+    assert "library_name: tokenrec_hf" in card
+    assert "license: apache-2.0" in card
+    assert "0.31" in card
 
     # What was uploaded loads back like the original.
     download = tmp_path / "download"
     for name, content in mocked_hub["someone/tokenrec-tiny"].items():
         (download / name).parent.mkdir(parents=True, exist_ok=True)
         (download / name).write_bytes(content)
-    loaded = TokenRecForRetrieval.from_pretrained(download)
+    loaded = AutoModel.from_pretrained(download)
+    assert isinstance(AutoTokenizer.from_pretrained(download), TokenRecTokenizer)
+    assert loaded.model_card_data.metrics == {"hr@20": 0.31, "ndcg@20": 0.12}
     user = trained.data.user_ids[2]
     assert (
         loaded.recommend(TokenRecTokenizer.from_pretrained(download), users=[user], top_k=5).item_ids
