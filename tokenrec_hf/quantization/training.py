@@ -120,7 +120,7 @@ class MQTokenizerTrainingArguments:
 
 @dataclass
 class MQTokenizerTrainingResult:
-    """What [`train_mq_tokenizer`] reports next to the trained model.
+    """Outcome of [`train_mq_tokenizer`] besides the trained model.
 
     Args:
         history: One dict per epoch with the mean training losses, the validation reconstruction loss, codebook
