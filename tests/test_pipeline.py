@@ -129,6 +129,8 @@ def test_pipeline_end_to_end_and_resume(tmp_path, tiny_backbone_dir, capsys):
         assert all(0.0 <= value <= 1.0 for value in row.values())
     assert metrics["num_unseen_users"] == 4
     assert "random initialization" in metrics["backbone"]
+    assert str(tmp_path) not in metrics["backbone"]
+    assert (output / "pipeline_arguments.json").is_file()
 
 
 def test_changed_argument_for_finished_stage(tmp_path, tiny_backbone_dir):

@@ -183,9 +183,14 @@ class BackbonePlan:
 
     @property
     def description(self) -> str:
+        # Only a local folder's name is recorded, so that metrics files and model cards pushed to the Hub do not
+        # reveal paths on the training machine.
+        source = self.source
+        if Path(source).expanduser().is_dir():
+            source = f"local folder '{Path(source).name}'"
         if self.pretrained:
-            return f"pretrained weights from {self.source}"
-        return f"random initialization (config from {self.source}; no pretrained weights)"
+            return f"pretrained weights from {source}"
+        return f"random initialization (config from {source}; no pretrained weights)"
 
 
 def plan_backbone(args: PipelineArguments) -> BackbonePlan:
@@ -295,6 +300,7 @@ def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
         shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "plots").mkdir(exist_ok=True)
+    save_arguments(args, output_dir)
 
     state = PipelineState(output_dir)
     for stage in STAGE_ARGUMENTS:
@@ -333,4 +339,5 @@ def hardware_description() -> str:
 
 
 def save_arguments(args: PipelineArguments, output_dir: Path) -> None:
+    """Write the arguments of the latest run to `pipeline_arguments.json`."""
     atomic_write_text(output_dir / "pipeline_arguments.json", json.dumps(asdict(args), indent=2, sort_keys=True))
