@@ -119,3 +119,10 @@ def test_make_rng():
     assert isinstance(make_rng(None), random.Random)
     with pytest.raises(ValueError, match="rng must be"):
         make_rng("seed")
+
+
+@pytest.mark.parametrize("max_items", [3, 4, 5, 6, 10])
+def test_select_history_budget_above_length(max_items):
+    history = [10, 11, 12, 13, 14]
+    kept = select_history(history, max_items=max_items, shuffle=False)
+    assert kept == history[max(len(history) - max_items, 0) :]

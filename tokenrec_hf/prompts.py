@@ -165,7 +165,7 @@ def select_history(
         raise ValueError(f"max_items must be >= 0 or None, got {max_items}.")
     kept = list(history)
     if max_items is not None:
-        kept = kept[len(kept) - max_items :] if max_items > 0 else []
+        kept = kept[max(len(kept) - max_items, 0) :] if max_items > 0 else []
     if shuffle:
         if rng is None:
             raise ValueError("select_history needs an rng when shuffle=True; pass random.Random(seed).")
