@@ -196,6 +196,16 @@ class TokenRecTrainer(Trainer):
         )
         return self._epoch_sampler
 
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """Drop T5's tied embedding keys from the missing keys before warning, since checkpoints store only `shared`."""
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or {})
+        missing = [key for key in load_result.missing_keys if key not in tied]
+        if missing:
+            logger.warning(f"There were missing keys in the checkpoint model loaded: {missing}.")
+        if load_result.unexpected_keys:
+            logger.warning(f"There were unexpected keys in the checkpoint model loaded: {load_result.unexpected_keys}.")
+        self.model.tie_weights()
+
     def _set_epoch(self, epoch: int) -> None:
         """Make the sampler, the training examples and the collator draw this epoch's randomness."""
         for component in (self._epoch_sampler, self.train_dataset, self.data_collator):
