@@ -9,7 +9,7 @@ The pipeline has four stages, each with its own module:
 4. `TokenRecForRetrieval.recommend`: top-K items by cosine similarity, in one forward pass.
 """
 
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from .collaborative import (
     CollaborativeConfig,
@@ -31,6 +31,10 @@ from .version import __version__
 
 register_auto_classes()
 AutoTokenizer.register(TokenRecConfig, tokenizer_class=TokenRecTokenizer, exist_ok=True)
+AutoConfig.register(CollaborativeConfig.model_type, CollaborativeConfig, exist_ok=True)
+AutoModel.register(CollaborativeConfig, CollaborativeModel, exist_ok=True)
+AutoConfig.register(MQTokenizerConfig.model_type, MQTokenizerConfig, exist_ok=True)
+AutoModel.register(MQTokenizerConfig, MQTokenizer, exist_ok=True)
 
 __all__ = [
     "CollaborativeConfig",

@@ -570,6 +570,8 @@ class CollaborativeModel(CollaborativePreTrainedModel):
                 f"{CollaborativeConfig.model_type!r}; point to a folder saved by CollaborativeModel.save_pretrained."
             )
         check_artifact_version(config_dict.get("tokenrec_hf_version"), f"CollaborativeModel at {folder}")
+        # AutoModel passes the config it has already read; the folder's own config is the one checked here.
+        kwargs.pop("config", None)
         config = CollaborativeConfig.from_dict(config_dict)
         id_maps = load_json(folder / ID_MAPS_NAME, "collaborative id map")
         _check_id_maps(id_maps, config, folder / ID_MAPS_NAME)
