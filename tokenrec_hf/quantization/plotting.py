@@ -89,8 +89,10 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathL
         ("train_commitment_loss", "train commitment"),
         ("validation_reconstruction_loss", "validation reconstruction"),
     ):
+        # The K-way codebook and commitment losses have equal values, so the commitment line is dashed on top.
+        style = "--" if key == "train_commitment_loss" else "-"
         if key in history[0]:
-            loss_axis.plot(epochs, [record[key] for record in history], label=label)
+            loss_axis.plot(epochs, [record[key] for record in history], style, label=label)
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("loss")
     loss_axis.set_yscale("log")
