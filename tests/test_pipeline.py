@@ -63,6 +63,11 @@ def test_unknown_dataset_lists_known_ones():
         PipelineArguments(dataset="lastfmm")
 
 
+def test_invalid_thread_count():
+    with pytest.raises(ValueError, match="num_threads=0 must be a positive integer"):
+        PipelineArguments(num_threads=0)
+
+
 def test_missing_data_dir_fails_before_training(tmp_path, tiny_backbone_dir):
     args = _arguments(tmp_path, tiny_backbone_dir, data_dir=str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="--data_dir .*nowhere does not exist"):

@@ -142,6 +142,13 @@ class PipelineArguments:
         default=False, metadata={"help": "Delete an existing output folder and start over."}
     )
     disable_tqdm: bool = field(default=False, metadata={"help": "Hide progress bars."})
+    num_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "torch intra-op threads. Unset keeps torch's default; 1 is much faster for the sparse "
+            "collaborative stage when other jobs share the CPU."
+        },
+    )
 
     def __post_init__(self) -> None:
         self.dataset = self.dataset.lower()
@@ -158,6 +165,8 @@ class PipelineArguments:
         for name in ("num_codebooks", "codebook_size", "embedding_dim", "max_sequence_length", "num_negatives"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer.")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads={self.num_threads} must be a positive integer, or unset.")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio={self.mask_ratio} must be in [0, 1).")
         if self.preset == "cpu-small" and self.backbone_init == "pretrained":
@@ -295,6 +304,8 @@ def validate_arguments(args: PipelineArguments) -> BackbonePlan:
 def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
     """Run every unfinished stage and return the final metrics (also written to `metrics.json`)."""
     plan = validate_arguments(args)
+    if args.num_threads is not None:
+        torch.set_num_threads(args.num_threads)
     output_dir = Path(args.output_dir)
     if args.overwrite_output_dir and output_dir.exists():
         shutil.rmtree(output_dir)
