@@ -6,7 +6,7 @@ adjacency. The ratio is printed as "speedup". The last line of stdout is one JSO
 
 Example:
 
-    python benchmarks/collaborative.py --dataset lastfm --data_dir ../shared/data/LastFM --model lightgcn
+    python benchmarks/collaborative.py --dataset lastfm --data_dir $DATA_DIR/LastFM --model lightgcn
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ all masked with minus infinity) and must return the same HR@K / NDCG@K. Embeddin
 
 Example:
 
-    python benchmarks/evaluation.py --dataset ml1m --data_dir ../shared/data/ML1M
+    python benchmarks/evaluation.py --dataset ml1m --data_dir $DATA_DIR/ML1M
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ The embeddings come from LightGCN trained here on the training interactions of t
 folder saved by `CollaborativeModel.save_pretrained` (for example by `benchmarks/collaborative.py --output_dir`).
 
 Usage:
-    python benchmarks/quantization.py --dataset lastfm --data_dir ../shared/data/LastFM
+    python benchmarks/quantization.py --dataset lastfm --data_dir $DATA_DIR/LastFM
     python benchmarks/quantization.py --dataset ml1m --embeddings runs/ml1m-lightgcn --output_dir runs/ml1m-mq
 """
 
