@@ -44,8 +44,8 @@ def recommend_from_folder(args: RecommendArguments) -> list[dict]:
     """Load a trained folder and return, per user, the top-K raw item ids with their scores.
 
     Raises:
-        ValueError: When neither `user` nor `history` is given, or a user id is unknown (the message says how to
-            pass a history instead).
+        ValueError: When neither `user` nor `history` is given, or a user id is unknown (the message explains how
+            to pass a history instead).
     """
     from .collaborative import CollaborativeModel
     from .data import InteractionData

@@ -16,8 +16,6 @@ collaborative or LLM stage resumes from its last checkpoint.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -183,7 +181,7 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 @dataclass
 class BackbonePlan:
-    """How the T5 backbone is built: from pretrained weights, or from a config with random weights."""
+    """Plan for the T5 backbone: pretrained weights, or a config with random weights, and the tokenizer source."""
 
     source: str
     pretrained: bool
@@ -340,13 +338,6 @@ def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
 
     metrics_path = output_dir / "metrics.json"
     return load_json(metrics_path, what="metrics") if metrics_path.is_file() else {}
-
-
-def hardware_description() -> str:
-    """Return a one-line description of the machine, for results tables."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA), torch {torch.__version__}"
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def save_arguments(args: PipelineArguments, output_dir: Path) -> None:

@@ -171,7 +171,7 @@ def run_tokenizer_stage(args: PipelineArguments, plan: BackbonePlan, output_dir:
     }
 
 
-def _build_trainer(args: PipelineArguments, output_dir: Path, model, tokenizer, data, resume: bool):
+def _build_trainer(args: PipelineArguments, output_dir: Path, model, tokenizer, data):
     from .trainer import TokenRecTrainer
     from .training_args import TokenRecTrainingArguments
 
@@ -202,6 +202,8 @@ def run_llm_stage(args: PipelineArguments, plan: BackbonePlan, output_dir: Path)
     collaborative = _load_collaborative(output_dir)
     tokenizer = TokenRecTokenizer.from_pretrained(output_dir)
     backbone = plan.source if plan.pretrained else plan.config
+    # Seeds the random backbone and the projection head, so a run is reproducible for a seed.
+    torch.manual_seed(args.seed)
     model = TokenRecForRetrieval.from_backbone(
         backbone,
         tokenizer,
@@ -210,12 +212,10 @@ def run_llm_stage(args: PipelineArguments, plan: BackbonePlan, output_dir: Path)
         margin=args.margin,
         num_negatives=args.num_negatives,
     )
-    if not plan.pretrained:
-        torch.manual_seed(args.seed)
 
     checkpoints = output_dir / "llm_checkpoints"
     resume = checkpoints.is_dir() and any(path.name.startswith("checkpoint-") for path in checkpoints.iterdir())
-    trainer = _build_trainer(args, output_dir, model, tokenizer, data, resume)
+    trainer = _build_trainer(args, output_dir, model, tokenizer, data)
     started = time.time()
     trainer.train(resume_from_checkpoint=True if resume else None)
     train_seconds = time.time() - started
@@ -250,7 +250,7 @@ def run_test_stage(args: PipelineArguments, plan: BackbonePlan, output_dir: Path
     collaborative = _load_collaborative(output_dir)
     tokenizer = TokenRecTokenizer.from_pretrained(output_dir)
     model = TokenRecForRetrieval.from_pretrained(output_dir)
-    trainer = _build_trainer(args, output_dir, model, tokenizer, data, resume=False)
+    trainer = _build_trainer(args, output_dir, model, tokenizer, data)
 
     results: dict[str, dict[str, float]] = {}
     seen_rows = TokenRecEvaluationDataset(data, stage="test", users=data.seen_users)
