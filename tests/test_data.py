@@ -640,3 +640,11 @@ def test_named_clothing_download_needs_checksum(tmp_path, monkeypatch):
 
     with pytest.raises(ValueError, match=r"'clothing' has no published sha256 .* expected_sha256="):
         load_named_dataset("clothing", cache_dir=tmp_path, download=True)
+
+
+def test_named_dataset_rejects_other_dataset_folder(tmp_path):
+    folder = tmp_path / "ML1M"
+    folder.mkdir()
+    (folder / "user_sequence.txt").write_text("1 1 2 3\n2 2 3 4\n")
+    with pytest.raises(ValueError, match=r"looks like the 'ml1m' dataset's folder, but dataset 'lastfm'"):
+        load_named_dataset("lastfm", folder)

@@ -95,3 +95,20 @@ def test_resolve_offline_hub_id_explains_local_folder(monkeypatch):
 def test_resolve_missing_local_path():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         resolve_pretrained_folder("./no/such/folder", artifact="Model")
+
+
+def test_atomic_writes_use_default_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "config.json", {"a": 1})
+        save_safetensors_atomic({"x": torch.zeros(2)}, tmp_path / "weights.safetensors")
+        with atomic_directory(tmp_path / "artifact") as staging:
+            (staging / "file.txt").write_text("x")
+    finally:
+        os.umask(mask)
+
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "weights.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "artifact").stat().st_mode & 0o777 == 0o755

@@ -14,6 +14,8 @@ from huggingface_hub import constants
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from ..utils.io import apply_default_permissions
+
 logger = logging.get_logger(__name__)
 
 _CHUNK_SIZE = 1 << 20
@@ -116,6 +118,7 @@ def download_file(
                 "deleted. The source may have changed or the transfer was corrupted: retry, and if the new file is "
                 "trusted, pass its checksum as expected_sha256=."
             )
+        apply_default_permissions(temporary)
         os.replace(temporary, destination)
     finally:
         with contextlib.suppress(FileNotFoundError):

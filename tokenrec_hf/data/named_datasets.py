@@ -127,7 +127,19 @@ def _candidate_folders(root: Path, spec: NamedDatasetSpec) -> list[Path]:
     return [root, root / spec.folder, root / spec.name]
 
 
+def _check_not_other_dataset(root: Path, spec: NamedDatasetSpec) -> None:
+    """Raise when `root` is named after another named dataset, such as `ML1M/` passed for `"lastfm"`."""
+    folder_name = root.name.lower().replace("-", "").replace("_", "")
+    for other in NAMED_DATASETS.values():
+        if other.name != spec.name and folder_name in {other.folder.lower(), other.name}:
+            raise ValueError(
+                f"data_dir {root} looks like the {other.name!r} dataset's folder, but dataset {spec.name!r} was "
+                f"requested. Pass the {spec.folder}/ folder (or its parent), or load {other.name!r} instead."
+            )
+
+
 def _find_local_file(root: Path, spec: NamedDatasetSpec) -> tuple[Path, str] | None:
+    _check_not_other_dataset(root, spec)
     for folder in _candidate_folders(root, spec):
         for filename, reader in spec.local_files:
             path = folder / filename

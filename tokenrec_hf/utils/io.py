@@ -27,6 +27,17 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def apply_default_permissions(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a file or folder made by `tempfile` (mode 0600 or 0700) the mode a plain `open` or `mkdir` would give."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
     path = Path(path)
@@ -37,6 +48,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        apply_default_permissions(tmp_name)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -60,6 +72,7 @@ def save_safetensors_atomic(
     try:
         contiguous = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
         save_file(contiguous, tmp_name, metadata=metadata)
+        apply_default_permissions(tmp_name)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -93,6 +106,7 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    apply_default_permissions(staging, directory=True)
     try:
         yield staging
     except BaseException:
