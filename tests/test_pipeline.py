@@ -88,6 +88,18 @@ def test_offline_hub_backbone_explains_local_folder(tmp_path, monkeypatch):
         validate_arguments(args)
 
 
+def test_non_t5_backbone_rejected(tmp_path, tiny_backbone_dir):
+    config = json.loads((tiny_backbone_dir / "config.json").read_text())
+    config["model_type"] = "bert"
+    (tiny_backbone_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="model_type='bert'; TokenRec needs a T5 backbone"):
+        validate_arguments(_arguments(tmp_path, tiny_backbone_dir))
+
+
+def test_default_output_dir_names_dataset():
+    assert PipelineArguments(dataset="beauty").output_dir == "outputs/tokenrec-beauty"
+
+
 def test_random_backbone_plan(tmp_path, tiny_backbone_dir):
     plan = validate_arguments(_arguments(tmp_path, tiny_backbone_dir))
     assert not plan.pretrained
@@ -138,6 +150,15 @@ def test_pipeline_end_to_end_and_resume(tmp_path, tiny_backbone_dir, capsys):
     assert (output / "pipeline_arguments.json").is_file()
 
 
+def test_stage_with_missing_files_runs_again(tmp_path, tiny_backbone_dir):
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="data"))
+    (tmp_path / "run" / "data" / "interaction_data.json").unlink()
+    assert not PipelineState(tmp_path / "run").finished("data")
+
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="data"))
+    assert (tmp_path / "run" / "data" / "interaction_data.json").is_file()
+
+
 def test_changed_argument_for_finished_stage(tmp_path, tiny_backbone_dir):
     run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="data"))
     with pytest.raises(ValueError, match="finished stage 'data' with max_sequence_length=100"):
@@ -171,3 +192,17 @@ def test_recommend_unknown_user_suggests_history(trained_folder, capsys):
     code = main(["recommend", "--model_dir", str(trained_folder), "--user", "no-such-user"])
     assert code == 1
     assert "pass their interaction history instead: --history" in capsys.readouterr().err
+
+
+def test_recommend_unknown_history_item(trained_folder, capsys):
+    code = main(["recommend", "--model_dir", str(trained_folder), "--history", "999999"])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "tokenrec recommend: error:" in error
+    assert "999999" in error
+
+
+def test_recommend_invalid_prompt_kind(trained_folder, capsys):
+    code = main(["recommend", "--model_dir", str(trained_folder), "--user", "3", "--prompt", "foo"])
+    assert code == 1
+    assert "--prompt 'foo' is not supported" in capsys.readouterr().err

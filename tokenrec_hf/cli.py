@@ -20,9 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safetensors import SafetensorError
 from transformers import HfArgumentParser
 
 from .pipeline import PipelineArguments, run_pipeline
+
+PROMPT_KINDS = ("history", "user_only", "unseen")
 
 
 @dataclass
@@ -38,6 +41,12 @@ class RecommendArguments:
     )
     top_k: int = field(default=10, metadata={"help": "Number of items to recommend per user."})
     prompt: str = field(default="history", metadata={"help": "Prompt kind: 'history', 'user_only' or 'unseen'."})
+
+    def __post_init__(self) -> None:
+        if self.prompt not in PROMPT_KINDS:
+            raise ValueError(f"--prompt {self.prompt!r} is not supported; use one of {list(PROMPT_KINDS)}.")
+        if self.top_k < 1:
+            raise ValueError(f"--top_k {self.top_k} must be a positive integer.")
 
 
 def recommend_from_folder(args: RecommendArguments) -> list[dict]:
@@ -56,6 +65,8 @@ def recommend_from_folder(args: RecommendArguments) -> list[dict]:
     if not args.user and not args.history:
         raise ValueError("Pass --user RAW_ID for a known user, or --history ITEM [ITEM ...] for a new user.")
     folder = Path(args.model_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--model_dir {folder} does not exist; pass the output folder of `tokenrec run`.")
     tokenizer = TokenRecTokenizer.from_pretrained(folder)
     model = TokenRecForRetrieval.from_pretrained(folder)
     model.eval()
@@ -130,9 +141,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_pipeline(arguments)
         else:
             print(format_recommendations(recommend_from_folder(arguments)))
+    except SafetensorError as error:
+        print(
+            f"tokenrec {command}: error: a safetensors file is corrupted ({error}). Delete the damaged stage's files "
+            "and run `tokenrec run` again with the same arguments to rebuild them.",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyError as error:
+        print(f"tokenrec {command}: error: {error.args[0] if error.args else error}", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError, NotADirectoryError, OSError) as error:
         print(f"tokenrec {command}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"tokenrec {command}: interrupted. Run the same command again to resume.", file=sys.stderr)
+        return 130
     return 0
 
 

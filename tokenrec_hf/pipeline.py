@@ -37,6 +37,20 @@ PRESETS = ("t5-small", "cpu-small")
 DEFAULT_BACKBONE = "google-t5/t5-small"
 STATE_FILE = "pipeline_state.json"
 
+# Files each finished stage leaves in the output folder; a skipped stage whose files are gone runs again.
+STAGE_OUTPUTS = {
+    "data": ("data/interaction_data.json",),
+    "collaborative": ("collaborative/config.json", "collaborative/model.safetensors", "collaborative/id_maps.json"),
+    "tokenizers": (
+        "tokenizer.json",
+        "tokenrec_tokenizer_config.json",
+        "user_codes.safetensors",
+        "item_codes.safetensors",
+    ),
+    "llm": ("config.json", "model.safetensors", "llm_training_summary.json"),
+    "test": ("metrics.json", "results.md"),
+}
+
 # The arguments each stage depends on. Changing one of them for an existing output folder would mix artifacts of
 # two configurations, so the pipeline rejects it instead of silently reusing the finished stage.
 STAGE_ARGUMENTS = {
@@ -72,7 +86,9 @@ class PipelineArguments:
             "$TOKENREC_DATA_DIR, then a verified download into the Hugging Face cache."
         },
     )
-    output_dir: str = field(default="outputs/tokenrec-lastfm", metadata={"help": "Folder for every artifact."})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Folder for every artifact. Defaults to outputs/tokenrec-<dataset>."}
+    )
     max_sequence_length: int = field(default=100, metadata={"help": "Most recent items kept per user."})
     unseen_user_fraction: float = field(
         default=0.0,
@@ -151,6 +167,8 @@ class PipelineArguments:
     def __post_init__(self) -> None:
         self.dataset = self.dataset.lower()
         _check_choice("dataset", self.dataset, KNOWN_DATASETS)
+        if self.output_dir is None:
+            self.output_dir = f"outputs/tokenrec-{self.dataset}"
         _check_choice("collaborative_model", self.collaborative_model, ("lightgcn", "mf"))
         _check_choice("backbone_init", self.backbone_init, ("auto", "pretrained", "random"))
         _check_choice("preset", self.preset, PRESETS)
@@ -222,6 +240,7 @@ def plan_backbone(args: PipelineArguments) -> BackbonePlan:
                 f"--backbone_init pretrained needs {local / 'model.safetensors'}, which does not exist. "
                 "Use --backbone_init random (or auto) to start from random weights with this config."
             )
+        _check_t5_config(local / "config.json")
         pretrained = has_weights and args.backbone_init != "random" and args.preset == "t5-small"
         config = None if pretrained else T5Config.from_pretrained(local)
         return BackbonePlan(str(local), pretrained, _apply_preset(config, args.preset), tokenizer_source)
@@ -235,9 +254,19 @@ def plan_backbone(args: PipelineArguments) -> BackbonePlan:
             f"{error} Without the Hub, pass --backbone /path/to/t5-small (a folder with config.json and the "
             "tokenizer files) to start from random weights with the real t5-small vocabulary."
         ) from error
+    _check_t5_config(folder / "config.json")
     pretrained = args.backbone_init != "random" and args.preset == "t5-small"
     config = None if pretrained else T5Config.from_pretrained(folder)
     return BackbonePlan(args.backbone, pretrained, _apply_preset(config, args.preset), tokenizer_source)
+
+
+def _check_t5_config(path: Path) -> None:
+    model_type = load_json(path, what="backbone config").get("model_type")
+    if model_type != "t5":
+        raise ValueError(
+            f"{path} has model_type={model_type!r}; TokenRec needs a T5 backbone (model_type 't5'), such as "
+            "google-t5/t5-small or a folder with its config.json."
+        )
 
 
 def _apply_preset(config: T5Config | None, preset: str) -> T5Config | None:
@@ -259,7 +288,14 @@ class PipelineState:
             self.values = load_json(self.path, what="pipeline state")
 
     def finished(self, stage: str) -> bool:
-        return stage in self.values["stages"]
+        """Return whether `stage` finished and its files are still in the output folder."""
+        if stage not in self.values["stages"]:
+            return False
+        missing = [name for name in STAGE_OUTPUTS.get(stage, ()) if not (self.path.parent / name).is_file()]
+        if missing:
+            logger.warning(f"Stage {stage!r} finished earlier but {missing} are missing; running it again.")
+            return False
+        return True
 
     def check_arguments(self, stage: str, args: PipelineArguments) -> None:
         """Raise when `args` differ from the arguments `stage` finished with."""

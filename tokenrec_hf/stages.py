@@ -186,6 +186,7 @@ def _build_trainer(args: PipelineArguments, output_dir: Path, model, tokenizer, 
         num_negatives=args.num_negatives,
         seed=args.seed,
         disable_tqdm=args.disable_tqdm,
+        logging_steps=10,
         report_to="none",
         **extra,
     )
