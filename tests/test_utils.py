@@ -112,3 +112,8 @@ def test_atomic_writes_use_default_permissions(tmp_path):
     assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "weights.safetensors").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "artifact").stat().st_mode & 0o777 == 0o755
+
+
+def test_resolve_lists_missing_file_once(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing \['a.json'\]; it contains \[\]"):
+        resolve_pretrained_folder(tmp_path, ["a.json", "a.json"], artifact="Tokenizer")

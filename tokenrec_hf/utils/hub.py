@@ -78,9 +78,11 @@ def resolve_pretrained_folder(
 
 
 def _check_required_files(folder: Path, required_files: Sequence[str], artifact: str) -> None:
-    missing = sorted(name for name in required_files if not (folder / name).is_file())
+    missing = sorted({name for name in required_files if not (folder / name).is_file()})
     if missing:
         present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        if len(present) > 12:
+            present = [*present[:12], f"... {len(present) - 12} more"]
         raise FileNotFoundError(
             f"{artifact} folder {folder} is missing {missing}; it contains {present}. "
             "Save it again with `save_pretrained`, or point to the folder that `save_pretrained` wrote."
