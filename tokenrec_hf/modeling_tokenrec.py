@@ -7,8 +7,8 @@ Training minimizes the cosine margin loss of Eq. 20. Recommendation is one forwa
 autoregressive decoding.
 
 NOTE: departures from the paper. The paper does not say which hidden state is `h_i`. This implementation offers the
-decoder's last hidden state for a one-token decoder input (`query_pooling="decoder"`, the default) and the mean of
-the encoder states (`"encoder_mean"`). The projection MLP's hidden widths and activation are configurable because
+mean of the encoder states over non-padding tokens (`query_pooling="encoder_mean"`, the default) and the decoder's
+last hidden state for a one-token decoder input (`"decoder"`). The projection MLP's hidden widths and activation are configurable because
 the paper gives only its depth (three layers).
 """
 

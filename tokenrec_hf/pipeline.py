@@ -130,7 +130,9 @@ class PipelineArguments:
     base_tokenizer: str | None = field(
         default=None, metadata={"help": "T5 tokenizer folder or Hub id. Defaults to --backbone."}
     )
-    query_pooling: str = field(default="decoder", metadata={"help": "Where z is read: 'decoder' or 'encoder_mean'."})
+    query_pooling: str = field(
+        default="encoder_mean", metadata={"help": "Where z is read: 'encoder_mean' or 'decoder'."}
+    )
     margin: float = field(default=0.1, metadata={"help": "gamma, the margin of negative pairs."})
     num_negatives: int = field(default=1, metadata={"help": "Negatives per positive."})
     example_sampling: str | None = field(
