@@ -63,7 +63,9 @@ def make_tiny_tokenizer(
     )
 
 
-def make_tiny_model(tokenizer: TokenRecTokenizer, seed: int = 0, dropout_rate: float = 0.0) -> TokenRecForRetrieval:
+def make_tiny_model(
+    tokenizer: TokenRecTokenizer, seed: int = 0, dropout_rate: float = 0.0, **config_kwargs
+) -> TokenRecForRetrieval:
     """Build a random-init TokenRecForRetrieval with a 2-layer, d_model 32 T5 and a random item table."""
     item_table = torch.randn(tokenizer.num_items, COLLABORATIVE_DIM, generator=torch.Generator().manual_seed(seed + 1))
     backbone = T5Config(
@@ -76,4 +78,6 @@ def make_tiny_model(tokenizer: TokenRecTokenizer, seed: int = 0, dropout_rate: f
         dropout_rate=dropout_rate,
     )
     torch.manual_seed(seed)
-    return TokenRecForRetrieval.from_backbone(backbone, tokenizer, item_table, projection_hidden_sizes=(32, 32))
+    return TokenRecForRetrieval.from_backbone(
+        backbone, tokenizer, item_table, projection_hidden_sizes=(32, 32), **config_kwargs
+    )
