@@ -206,3 +206,14 @@ def test_recommend_invalid_prompt_kind(trained_folder, capsys):
     code = main(["recommend", "--model_dir", str(trained_folder), "--user", "3", "--prompt", "foo"])
     assert code == 1
     assert "--prompt 'foo' is not supported" in capsys.readouterr().err
+
+
+def test_recommend_corrupted_weights(trained_folder, tmp_path, capsys):
+    folder = tmp_path / "corrupted"
+    shutil.copytree(trained_folder, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+
+    code = main(["recommend", "--model_dir", str(folder), "--user", "3"])
+    assert code == 1
+    assert "safetensors file is corrupted" in capsys.readouterr().err
