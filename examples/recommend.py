@@ -19,7 +19,7 @@ def main(folder: str, user_id: str, new_history: list[str]) -> None:
     data = InteractionData.from_pretrained(f"{folder}/data")
     collaborative = CollaborativeModel.from_pretrained(f"{folder}/collaborative")
 
-    # A known user: the prompt holds their ID tokens and their history, which is also excluded from the results.
+    # A known user: the prompt contains their ID tokens and their history, which is also excluded from the results.
     history = [data.item_ids[item] for item in data.history(data.user_index(user_id), "test")]
     known = model.recommend(tokenizer, users=[user_id], histories=[history], top_k=10)
 

@@ -1,4 +1,4 @@
-"""Resolve a local folder or a Hub repository id to a local folder, with errors that say how to work offline."""
+"""Resolve a local folder or a Hub repository id to a local folder, with errors that explain how to work offline."""
 
 from __future__ import annotations
 
