@@ -41,7 +41,7 @@ def _training_sentences() -> list[str]:
 def tiny_t5_tokenizer_dir(tmp_path_factory) -> Path:
     """Train a small T5-style Unigram tokenizer (Metaspace, `</s>` appended, pad=0, eos=1, unk=2) and save it.
 
-    It stands in for the real t5-small vocabulary on a fresh clone, where the shared folder is absent.
+    It replaces the real t5-small vocabulary on a fresh clone, where the shared folder is absent.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import T5Tokenizer

@@ -328,7 +328,7 @@ def validate_arguments(args: PipelineArguments) -> BackbonePlan:
         raise NotADirectoryError(f"--output_dir {output_dir} is a file; pass a folder.")
     if args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
         raise FileNotFoundError(
-            f"--data_dir {args.data_dir} does not exist. Pass the folder that holds the {args.dataset} files, "
+            f"--data_dir {args.data_dir} does not exist. Pass the folder that contains the {args.dataset} files, "
             "or leave it unset to use $TOKENREC_DATA_DIR or a download."
         )
     plan = plan_backbone(args)

@@ -504,7 +504,7 @@ class TokenRecTokenizer(PushToHubMixin):
             user: A raw user id (string) or a code-table index (integer).
 
         Raises:
-            KeyError: When the raw id is unknown; the message says how to tokenize a new user.
+            KeyError: When the raw id is unknown; the message explains how to tokenize a new user.
             IndexError: When the index is out of range.
         """
         return self._users.token_string(self._users.resolve(user))
@@ -516,7 +516,7 @@ class TokenRecTokenizer(PushToHubMixin):
             item: A raw item id (string) or a code-table index (integer).
 
         Raises:
-            KeyError: When the raw id is unknown; the message says how to tokenize a new item.
+            KeyError: When the raw id is unknown; the message explains how to tokenize a new item.
             IndexError: When the index is out of range.
         """
         return self._items.token_string(self._items.resolve(item))
@@ -691,7 +691,7 @@ class TokenRecTokenizer(PushToHubMixin):
             The prompt text, ready for `tokenizer(...)`.
 
         Raises:
-            KeyError: When the user or an item is unknown (the message says how to add it).
+            KeyError: When the user or an item is unknown (the message explains how to add it).
             ValueError: When the template is invalid or needs a history that is empty, or the budget is below one
                 item's K tokens.
         """
@@ -827,7 +827,7 @@ class TokenRecTokenizer(PushToHubMixin):
     ) -> tuple[str, ...]:
         """Save the base tokenizer, the ID-token configuration, the code tables, the id maps and the MQ-Tokenizers.
 
-        The folder holds the base tokenizer's files (`tokenizer.json`, `tokenizer_config.json` for T5, with
+        The folder contains the base tokenizer's files (`tokenizer.json`, `tokenizer_config.json` for T5, with
         `"tokenizer_class": "TokenRecTokenizer"`), `tokenrec_tokenizer_config.json`, `user_codes.safetensors`,
         `item_codes.safetensors`, `user_ids.json`, `item_ids.json`, and the subfolders `user_quantizer/` and
         `item_quantizer/` when the tokenizer has MQ-Tokenizers. Everything is written to a staging folder first and

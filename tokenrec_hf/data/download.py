@@ -71,7 +71,7 @@ def download_file(
 
     Raises:
         ChecksumMismatchError: The downloaded bytes have another sha256; the file was deleted.
-        OSError: The server could not be reached or answered with an error.
+        OSError: The server could not be reached or returned an error.
     """
     destination = Path(destination)
     expected = expected_sha256.strip().lower()

@@ -259,7 +259,7 @@ class MQTokenizer(MQTokenizerPreTrainedModel):
         latents = self.encode_latents(inputs)
         codes, codewords, quantized_inputs = self.quantize(latents)
 
-        # Straight-through estimator: the decoder sees the codewords, its gradient flows to the encoder outputs.
+        # Straight-through estimator: the decoder receives the codewords, and its gradient flows to the encoder outputs.
         if self.config.quantizer == "kway":
             decoder_inputs = self.pool_codewords(latents + (codewords - latents).detach())
         else:
