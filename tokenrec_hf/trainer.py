@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PredictionOutput, speed_metrics
@@ -335,10 +335,15 @@ class TokenRecTrainer(Trainer):
         """Embed every row's prompt, gather the queries from all processes and compute the ranking metrics."""
         start_time = time.time()
         collator = self._evaluation_collator()
+
+        # Rows of similar prompt length share a batch, which cuts the padding of history prompts several times over.
+        # The gathered row indices restore the dataset order below, so the metrics do not depend on this order.
+        lengths = [collator.prompt_length(dataset[index]) for index in range(len(dataset))]
+        length_order = sorted(range(len(dataset)), key=lengths.__getitem__)
         dataloader = DataLoader(
             _IndexedRows(dataset),
             batch_size=self.args.eval_batch_size,
-            sampler=SequentialSampler(range(len(dataset))),
+            sampler=length_order,
             collate_fn=_RowIndexCollator(collator),
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.args.dataloader_pin_memory,
