@@ -270,3 +270,53 @@ def test_save_with_tokenizer_round_trip(tmp_path, model, tokenizer):
     assert torch.equal(actual.scores, expected.scores)
     names = {path.name for path in tmp_path.iterdir()}
     assert {"config.json", "model.safetensors", "README.md", "tokenizer.json", "item_ids.json"} <= names
+
+
+# ---- ID-token rows from the MQ-Tokenizers' codewords ----
+
+
+def test_codebook_init_keeps_codeword_geometry(model, tokenizer):
+    weight = model.get_input_embeddings().weight
+    before = weight.detach().clone()
+    model.init_id_embeddings_from_codebooks(tokenizer, generator=torch.Generator().manual_seed(0))
+    after = weight.detach()
+
+    id_rows = torch.cat([tokenizer.user_token_ids.flatten(), tokenizer.item_token_ids.flatten()])
+    text_rows = torch.ones(len(after), dtype=torch.bool)
+    text_rows[id_rows] = False
+    assert torch.equal(after[text_rows], before[text_rows])
+    assert not torch.allclose(after[id_rows], before[id_rows])
+
+    # Up to one scale, the centered rows have the Gram matrix of the centered codewords.
+    for quantizer, token_ids in (
+        (tokenizer.user_quantizer, tokenizer.user_token_ids),
+        (tokenizer.item_quantizer, tokenizer.item_token_ids),
+    ):
+        codewords = quantizer.codebooks.detach().reshape(-1, quantizer.codebooks.shape[-1])
+        codewords = codewords - codewords.mean(dim=0)
+        rows = after[token_ids.flatten()]
+        rows = rows - rows.mean(dim=0)
+        expected, found = codewords @ codewords.T, rows @ rows.T
+        scale = found.trace() / expected.trace()
+        torch.testing.assert_close(found, scale * expected, atol=1e-4, rtol=1e-4)
+
+    text_spread = (before[text_rows] - before[text_rows].mean(dim=0)).pow(2).sum(dim=1).mean()
+    item_rows = after[tokenizer.item_token_ids.flatten()]
+    item_spread = (item_rows - item_rows.mean(dim=0)).pow(2).sum(dim=1).mean()
+    assert item_spread == pytest.approx(text_spread.item(), rel=1e-3)
+
+
+def test_codebook_init_needs_quantizers(tiny_t5_tokenizer_dir, item_table):
+    generator = torch.Generator().manual_seed(0)
+    tokenizer = TokenRecTokenizer(
+        str(tiny_t5_tokenizer_dir),
+        num_user_codebooks=K,
+        user_codebook_size=L,
+        num_item_codebooks=K,
+        item_codebook_size=L,
+        user_codes=torch.randint(0, L, (NUM_USERS, K), generator=generator),
+        item_codes=torch.randint(0, L, (NUM_ITEMS, K), generator=generator),
+    )
+    model = TokenRecForRetrieval.from_backbone(tiny_backbone(), tokenizer, item_table, projection_hidden_sizes=(32, 32))
+    with pytest.raises(ValueError, match="no user MQ-Tokenizer"):
+        model.init_id_embeddings_from_codebooks(tokenizer)

@@ -10,7 +10,7 @@ import pytest
 from transformers import T5Config
 
 from tokenrec_hf.cli import RecommendArguments, main, recommend_from_folder
-from tokenrec_hf.pipeline import STAGES, PipelineArguments, PipelineState, run_pipeline, validate_arguments
+from tokenrec_hf.pipeline import STAGE_ARGUMENTS, STAGES, PipelineArguments, PipelineState, run_pipeline, validate_arguments
 from tokenrec_hf.utils import HubUnreachableError
 
 
@@ -61,6 +61,11 @@ def _arguments(tmp_path, backbone, **overrides):
 def test_unknown_dataset_lists_known_ones():
     with pytest.raises(ValueError, match=r"dataset='lastfmm' is not supported; choose one of \['lastfm'"):
         PipelineArguments(dataset="lastfmm")
+
+
+def test_invalid_id_embedding_init():
+    with pytest.raises(ValueError, match="id_embedding_init='zeros'"):
+        PipelineArguments(id_embedding_init="zeros")
 
 
 def test_invalid_thread_count():
@@ -121,7 +126,7 @@ def test_pipeline_end_to_end_and_resume(tmp_path, tiny_backbone_dir, capsys):
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
     # A second run skips the finished stages and continues with the LLM and the test evaluation.
-    args = _arguments(tmp_path, tiny_backbone_dir)
+    args = _arguments(tmp_path, tiny_backbone_dir, id_embedding_init="codebooks")
     metrics = run_pipeline(args)
     state = PipelineState(tmp_path / "run")
     assert all(state.finished(stage) for stage in STAGES)
@@ -163,6 +168,19 @@ def test_changed_argument_for_finished_stage(tmp_path, tiny_backbone_dir):
     run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="data"))
     with pytest.raises(ValueError, match="finished stage 'data' with max_sequence_length=100"):
         run_pipeline(_arguments(tmp_path, tiny_backbone_dir, max_sequence_length=50))
+
+
+def test_folder_from_before_an_argument_existed(tmp_path):
+    # A stage recorded before `id_embedding_init` existed ran with its default, "random".
+    output = tmp_path / "run"
+    output.mkdir()
+    saved = {name: getattr(PipelineArguments(), name) for name in STAGE_ARGUMENTS["llm"] if name != "id_embedding_init"}
+    (output / "pipeline_state.json").write_text(json.dumps({"stages": {"llm": {"arguments": saved}}}))
+
+    state = PipelineState(output)
+    state.check_arguments("llm", PipelineArguments())
+    with pytest.raises(ValueError, match="with id_embedding_init='random', but this run has"):
+        state.check_arguments("llm", PipelineArguments(id_embedding_init="codebooks"))
 
 
 @pytest.fixture(scope="module")

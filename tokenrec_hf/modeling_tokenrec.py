@@ -635,6 +635,62 @@ class TokenRecForRetrieval(TokenRecPreTrainedModel):
         model.train()
         return model
 
+    @torch.no_grad()
+    def init_id_embeddings_from_codebooks(self, tokenizer: Any, generator: torch.Generator | None = None) -> None:
+        """
+        Set the input embeddings of the ID tokens from the codewords of the tokenizer's MQ-Tokenizers.
+
+        Each side (users, items) draws one random projection with orthonormal columns from the codeword width to
+        `d_model`, so the projected rows keep the inner products of the centered codewords up to one scale. The rows
+        are scaled to the root mean square of the other token rows and shifted to their mean. A prompt's ID tokens
+        then start with the collaborative geometry the MQ-Tokenizers learned, instead of random rows. Training
+        updates them like any other row.
+
+        Args:
+            tokenizer: The [`TokenRecTokenizer`] this model was built for, with both MQ-Tokenizers attached.
+            generator: Random generator of the projections, for reproducible runs.
+
+        Raises:
+            ValueError: The tokenizer has no MQ-Tokenizer for a side, or a codebook shape differs from its ID tokens.
+        """
+        self.check_tokenizer(tokenizer)
+        weight = self.get_input_embeddings().weight
+        sides = {
+            "user": (tokenizer.user_quantizer, tokenizer.user_token_ids),
+            "item": (tokenizer.item_quantizer, tokenizer.item_token_ids),
+        }
+        id_rows = torch.cat([token_ids.flatten() for _, token_ids in sides.values()])
+        text_rows = torch.ones(weight.shape[0], dtype=torch.bool)
+        text_rows[id_rows] = False
+        reference = weight[text_rows.to(weight.device)].float()
+        mean = reference.mean(dim=0)
+        rms = (reference - mean).pow(2).sum(dim=1).mean().sqrt()
+
+        for side, (quantizer, token_ids) in sides.items():
+            if quantizer is None:
+                raise ValueError(
+                    f"The tokenizer has no {side} MQ-Tokenizer, so the {side} ID tokens have no codewords to start "
+                    "from. Load a tokenizer saved with its MQ-Tokenizers, or keep the default random rows."
+                )
+            codebooks = quantizer.codebooks.detach().float().cpu()  # [K, L, codebook_dim]
+            if tuple(codebooks.shape[:2]) != tuple(token_ids.shape):
+                raise ValueError(
+                    f"The {side} MQ-Tokenizer has codebooks of shape {tuple(codebooks.shape[:2])} but the tokenizer "
+                    f"has {tuple(token_ids.shape)} {side} ID tokens; the MQ-Tokenizer does not belong to it."
+                )
+            codewords = codebooks.reshape(-1, codebooks.shape[-1])
+            codewords = codewords - codewords.mean(dim=0)
+            width, dim = weight.shape[1], codewords.shape[1]
+            if width >= dim:
+                basis, _ = torch.linalg.qr(torch.randn(width, dim, generator=generator))  # orthonormal columns
+                rows = codewords @ basis.T
+            else:
+                # A narrower backbone keeps a random orthogonal projection of the codewords.
+                basis, _ = torch.linalg.qr(torch.randn(dim, width, generator=generator))
+                rows = codewords @ basis
+            scale = rms / rows.pow(2).sum(dim=1).mean().sqrt().clamp_min(1e-12)
+            weight[token_ids.flatten().to(weight.device)] = (mean + scale * rows).to(weight.dtype).to(weight.device)
+
     def check_tokenizer(self, tokenizer: Any) -> None:
         """
         Check that `tokenizer` is the vocabulary this model was built with.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ STAGE_ARGUMENTS = {
         "learning_rate",
         "per_device_train_batch_size",
         "example_sampling",
+        "id_embedding_init",
     ),
 }
 
@@ -133,6 +134,13 @@ class PipelineArguments:
     query_pooling: str = field(
         default="encoder_mean", metadata={"help": "Where z is read: 'encoder_mean' or 'decoder'."}
     )
+    id_embedding_init: str = field(
+        default="random",
+        metadata={
+            "help": "Start of the ID-token input embeddings: 'random' (the statistics of the text rows) or "
+            "'codebooks' (the MQ-Tokenizers' codewords, projected to d_model)."
+        },
+    )
     margin: float = field(default=0.1, metadata={"help": "gamma, the margin of negative pairs."})
     num_negatives: int = field(default=1, metadata={"help": "Negatives per positive."})
     example_sampling: str | None = field(
@@ -176,6 +184,7 @@ class PipelineArguments:
         _check_choice("preset", self.preset, PRESETS)
         _check_choice("query_pooling", self.query_pooling, ("decoder", "encoder_mean"))
         _check_choice("quantizer", self.quantizer, ("kway", "residual"))
+        _check_choice("id_embedding_init", self.id_embedding_init, ("random", "codebooks"))
         if self.stop_after is not None:
             _check_choice("stop_after", self.stop_after, STAGES)
         if not 0.0 <= self.unseen_user_fraction < 0.5:
@@ -192,6 +201,10 @@ class PipelineArguments:
                 "preset='cpu-small' shrinks the backbone, so it always starts from random weights; "
                 "use --preset t5-small with --backbone_init pretrained."
             )
+
+
+# Field defaults, for folders whose recorded arguments predate a field.
+ARGUMENT_DEFAULTS = {item.name: item.default for item in fields(PipelineArguments)}
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -305,7 +318,9 @@ class PipelineState:
         if record is None:
             return
         for name in STAGE_ARGUMENTS.get(stage, ()):
-            saved, current = record["arguments"].get(name), getattr(args, name)
+            # A folder written before an argument existed ran with that argument's default.
+            saved = record["arguments"].get(name, ARGUMENT_DEFAULTS.get(name))
+            current = getattr(args, name)
             if saved != current:
                 raise ValueError(
                     f"{self.path.parent} finished stage {stage!r} with {name}={saved!r}, but this run has "

@@ -213,6 +213,8 @@ def run_llm_stage(args: PipelineArguments, plan: BackbonePlan, output_dir: Path)
         margin=args.margin,
         num_negatives=args.num_negatives,
     )
+    if args.id_embedding_init == "codebooks":
+        model.init_id_embeddings_from_codebooks(tokenizer, generator=torch.Generator().manual_seed(args.seed))
 
     checkpoints = output_dir / "llm_checkpoints"
     resume = checkpoints.is_dir() and any(path.name.startswith("checkpoint-") for path in checkpoints.iterdir())
