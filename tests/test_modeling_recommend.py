@@ -317,6 +317,8 @@ def test_codebook_init_needs_quantizers(tiny_t5_tokenizer_dir, item_table):
         user_codes=torch.randint(0, L, (NUM_USERS, K), generator=generator),
         item_codes=torch.randint(0, L, (NUM_ITEMS, K), generator=generator),
     )
-    model = TokenRecForRetrieval.from_backbone(tiny_backbone(), tokenizer, item_table, projection_hidden_sizes=(32, 32))
+    model = TokenRecForRetrieval.from_backbone(
+        tiny_backbone(), tokenizer, item_table, projection_hidden_sizes=(32, 32)
+    )
     with pytest.raises(ValueError, match="no user MQ-Tokenizer"):
         model.init_id_embeddings_from_codebooks(tokenizer)

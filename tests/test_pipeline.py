@@ -10,7 +10,14 @@ import pytest
 from transformers import T5Config
 
 from tokenrec_hf.cli import RecommendArguments, main, recommend_from_folder
-from tokenrec_hf.pipeline import STAGE_ARGUMENTS, STAGES, PipelineArguments, PipelineState, run_pipeline, validate_arguments
+from tokenrec_hf.pipeline import (
+    STAGE_ARGUMENTS,
+    STAGES,
+    PipelineArguments,
+    PipelineState,
+    run_pipeline,
+    validate_arguments,
+)
 from tokenrec_hf.utils import HubUnreachableError
 
 
@@ -174,7 +181,9 @@ def test_folder_from_before_an_argument_existed(tmp_path):
     # A stage recorded before `id_embedding_init` existed ran with its default, "random".
     output = tmp_path / "run"
     output.mkdir()
-    saved = {name: getattr(PipelineArguments(), name) for name in STAGE_ARGUMENTS["llm"] if name != "id_embedding_init"}
+    saved = {
+        name: getattr(PipelineArguments(), name) for name in STAGE_ARGUMENTS["llm"] if name != "id_embedding_init"
+    }
     (output / "pipeline_state.json").write_text(json.dumps({"stages": {"llm": {"arguments": saved}}}))
 
     state = PipelineState(output)

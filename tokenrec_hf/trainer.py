@@ -203,7 +203,9 @@ class TokenRecTrainer(Trainer):
         if missing:
             logger.warning(f"There were missing keys in the checkpoint model loaded: {missing}.")
         if load_result.unexpected_keys:
-            logger.warning(f"There were unexpected keys in the checkpoint model loaded: {load_result.unexpected_keys}.")
+            logger.warning(
+                f"There were unexpected keys in the checkpoint model loaded: {load_result.unexpected_keys}."
+            )
         self.model.tie_weights()
 
     def _set_epoch(self, epoch: int) -> None:
