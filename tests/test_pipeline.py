@@ -161,6 +161,10 @@ def test_pipeline_end_to_end_and_resume(tmp_path, tiny_backbone_dir, capsys):
     assert str(tmp_path) not in metrics["backbone"]
     assert (output / "pipeline_arguments.json").is_file()
 
+    card = (output / "README.md").read_text()
+    assert "unseen users" in card
+    assert "- id_embedding_init: codebooks" in card
+
 
 def test_stage_with_missing_files_runs_again(tmp_path, tiny_backbone_dir):
     run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="data"))
@@ -200,6 +204,12 @@ def trained_folder(tmp_path_factory, tiny_t5_tokenizer_dir):
     T5Config(vocab_size=400, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4).save_pretrained(backbone)
     run_pipeline(_arguments(tmp_path, backbone, unseen_user_fraction=0.0))
     return tmp_path / "run"
+
+
+def test_model_card_says_no_users_were_held_out(trained_folder):
+    card = (trained_folder / "README.md").read_text()
+    assert "No users were held out of training" in card
+    assert "- id_embedding_init: random" in card
 
 
 def test_recommend_known_and_new_user(trained_folder):

@@ -114,6 +114,8 @@ def render_model_card(model: TokenRecForRetrieval, card_data: TokenRecModelCardD
         unseen = "\nUsers held out of every training stage (unseen users):\n\n" + _format_metrics_table(
             card_data.unseen_user_metrics
         )
+    elif card_data.seen_users_only:
+        unseen = "\nNo users were held out of training, so there are no unseen-user metrics.\n"
     validation = ""
     if card_data.validation_metrics:
         validation = "\nValidation (model selection):\n\n" + _format_metrics_table(card_data.validation_metrics)
