@@ -2,8 +2,9 @@
 
 Both methods read the same prompts with a T5 of the same shape:
 
-- TokenRec: one forward pass (encoder + one decoder step), the projection head, and a cosine top-K over the whole item
-  table with the user's history at minus infinity (`TokenRecForRetrieval` and `full_ranking_top_k`).
+- TokenRec: one forward pass (the encoder with the default `encoder_mean` pooling, or the encoder and one decoder step
+  with `--query-pooling decoder`), the projection head, and a cosine top-K over the whole item table with the user's
+  history at minus infinity (`TokenRecForRetrieval` and `full_ranking_top_k`).
 - Beam search, as in P5-style generative recommenders: `T5ForConditionalGeneration.generate` with `num_beams=top_k`
   and `num_return_sequences=top_k` produces `top_k` item identifiers of K=3 ID tokens plus the end-of-sequence token
   (4 decoding steps). Generation is unconstrained; a prefix tree that restricts it to valid item ids would only add
@@ -68,6 +69,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--synthetic", action="store_true", help="Use synthetic prompts even when LastFM exists.")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="Torch device.")
     parser.add_argument("--seed", type=int, default=0, help="Seed for weights, codes and prompts.")
+    parser.add_argument(
+        "--query-pooling",
+        choices=["encoder_mean", "decoder"],
+        default=TokenRecConfig().query_pooling,
+        help="Where TokenRec reads z (default: the library's default).",
+    )
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     return parser.parse_args()
 
@@ -205,7 +212,9 @@ def main() -> None:
     config, backbone_source = backbone_config(args.preset, vocab_size)
     lengths = [len(row) for row in token_ids]
 
-    model_config = TokenRecConfig(backbone_config=config, num_items=LASTFM_NUM_ITEMS, vocab_size=vocab_size)
+    model_config = TokenRecConfig(
+        backbone_config=config, num_items=LASTFM_NUM_ITEMS, vocab_size=vocab_size, query_pooling=args.query_pooling
+    )
     model = TokenRecForRetrieval(model_config).to(args.device).eval()
     item_table = torch.randn(LASTFM_NUM_ITEMS, model_config.collaborative_dim)
     model.set_item_embeddings(item_table)
@@ -228,6 +237,7 @@ def main() -> None:
         f"device: {args.device} ({platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()})"
         f"; batch size {args.batch_size}; top-{args.top_k}; {args.repeats} timed passes, median reported"
     )
+    print(f"TokenRec query pooling: {args.query_pooling}")
     print()
     print("| method | ms per user | total s (median) |")
     print("|---|---:|---:|")
@@ -245,6 +255,7 @@ def main() -> None:
         "beam_search_ms_per_user": round(beam_ms, 3),
         "speedup": round(beam_ms / tokenrec_ms, 2),
         "preset": args.preset,
+        "query_pooling": args.query_pooling,
         "device": args.device,
         "num_users": len(token_ids),
         "batch_size": args.batch_size,

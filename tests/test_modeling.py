@@ -393,3 +393,11 @@ def test_random_init_is_recorded(tmp_path):
 
     assert model.config.backbone_pretrained is False
     assert "**random initialization**" in readme
+
+
+@pytest.mark.parametrize("pooling", ["encoder_mean", "decoder"])
+def test_model_leaves_callers_backbone_config_unchanged(pooling):
+    backbone = T5Config(vocab_size=100, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)
+    before = backbone.to_dict()
+    TokenRecForRetrieval(TokenRecConfig(backbone_config=backbone, vocab_size=120, query_pooling=pooling))
+    assert backbone.to_dict() == before

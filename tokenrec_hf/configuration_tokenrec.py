@@ -181,7 +181,8 @@ def _build_backbone_config(backbone_config: T5Config | dict[str, Any] | None) ->
     if backbone_config is None:
         return T5Config()
     if isinstance(backbone_config, T5Config):
-        return backbone_config
+        # A copy, so that setting the vocabulary size or building the model never changes the caller's config.
+        return T5Config.from_dict(backbone_config.to_dict())
     if isinstance(backbone_config, PreTrainedConfig):
         raise ValueError(
             f"backbone_config has model_type {backbone_config.model_type!r}; TokenRec supports T5 backbones only. "
