@@ -70,6 +70,19 @@ def test_unknown_dataset_lists_known_ones():
         PipelineArguments(dataset="lastfmm")
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"collaborative_batch_size": 0}, "collaborative_batch_size=0 must be a positive integer"),
+        ({"collaborative_learning_rate": -1.0}, "collaborative_learning_rate=-1.0 must be positive"),
+        ({"learning_rate": 0.0}, "learning_rate=0.0 must be positive"),
+    ],
+)
+def test_invalid_training_values(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        PipelineArguments(**overrides)
+
+
 def test_invalid_id_embedding_init():
     with pytest.raises(ValueError, match="id_embedding_init='zeros'"):
         PipelineArguments(id_embedding_init="zeros")

@@ -55,7 +55,16 @@ STAGE_OUTPUTS = {
 # two configurations, so the pipeline rejects it instead of silently reusing the finished stage.
 STAGE_ARGUMENTS = {
     "data": ("dataset", "data_dir", "max_sequence_length", "unseen_user_fraction"),
-    "collaborative": ("collaborative_model", "embedding_dim", "num_layers", "collaborative_epochs", "seed"),
+    "collaborative": (
+        "collaborative_model",
+        "embedding_dim",
+        "num_layers",
+        "collaborative_epochs",
+        "collaborative_batch_size",
+        "collaborative_learning_rate",
+        "collaborative_patience",
+        "seed",
+    ),
     "tokenizers": ("num_codebooks", "codebook_size", "mask_ratio", "one_way", "quantizer", "mq_epochs"),
     "llm": (
         "backbone",
@@ -101,6 +110,15 @@ class PipelineArguments:
     embedding_dim: int = field(default=64, metadata={"help": "Width of the collaborative embeddings."})
     num_layers: int = field(default=3, metadata={"help": "LightGCN propagation layers."})
     collaborative_epochs: int = field(default=1000, metadata={"help": "Maximum collaborative training epochs."})
+    collaborative_batch_size: int = field(
+        default=2048, metadata={"help": "BPR triples per collaborative training step (8192 suits ML1M)."}
+    )
+    collaborative_learning_rate: float = field(
+        default=5e-3, metadata={"help": "Adam learning rate of LightGCN or MF."}
+    )
+    collaborative_patience: int = field(
+        default=10, metadata={"help": "Validation evaluations (every 5 epochs) without improvement before stopping."}
+    )
 
     # MQ-Tokenizers
     num_codebooks: int = field(default=3, metadata={"help": "K, ID tokens per user or item."})
@@ -189,11 +207,16 @@ class PipelineArguments:
             _check_choice("stop_after", self.stop_after, STAGES)
         if not 0.0 <= self.unseen_user_fraction < 0.5:
             raise ValueError(f"unseen_user_fraction={self.unseen_user_fraction} must be in [0, 0.5).")
-        for name in ("num_codebooks", "codebook_size", "embedding_dim", "max_sequence_length", "num_negatives"):
+        positive = ("num_codebooks", "codebook_size", "embedding_dim", "max_sequence_length", "num_negatives")
+        positive += ("collaborative_epochs", "collaborative_batch_size", "collaborative_patience")
+        for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer.")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads={self.num_threads} must be a positive integer, or unset.")
+        for name in ("learning_rate", "collaborative_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be positive.")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio={self.mask_ratio} must be in [0, 1).")
         if self.preset == "cpu-small" and self.backbone_init == "pretrained":

@@ -75,6 +75,9 @@ def run_collaborative_stage(args: PipelineArguments, plan: BackbonePlan, output_
     training_args = CollaborativeTrainingArguments(
         output_dir=str(work_dir),
         num_epochs=args.collaborative_epochs,
+        batch_size=args.collaborative_batch_size,
+        learning_rate=args.collaborative_learning_rate,
+        patience=args.collaborative_patience,
         seed=args.seed,
         resume_from_checkpoint=True if (work_dir / "checkpoint").is_dir() else None,
         # The test split is scored once, in the final stage, next to TokenRec.
