@@ -128,7 +128,8 @@ def test_default_output_dir_names_dataset():
 def test_random_backbone_plan(tmp_path, tiny_backbone_dir):
     plan = validate_arguments(_arguments(tmp_path, tiny_backbone_dir))
     assert not plan.pretrained
-    assert "random initialization" in plan.description
+    assert plan.description.startswith("random initialization of a T5 with 2+2 layers and d_model 32")
+    assert "preset" not in plan.description
     assert plan.config.d_model == 32
 
 
@@ -136,6 +137,8 @@ def test_cpu_small_preset_shrinks_backbone(tmp_path, tiny_backbone_dir):
     plan = validate_arguments(_arguments(tmp_path, tiny_backbone_dir, preset="cpu-small"))
     assert plan.config.num_layers == 2
     assert plan.config.d_model == 256
+    assert "2+2 layers and d_model 256" in plan.description
+    assert "shrunk by the cpu-small preset" in plan.description
 
 
 def test_pipeline_end_to_end_and_resume(tmp_path, tiny_backbone_dir, capsys):

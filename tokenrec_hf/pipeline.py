@@ -243,6 +243,7 @@ class BackbonePlan:
     pretrained: bool
     config: T5Config | None
     tokenizer_source: str
+    preset: str = "t5-small"
 
     @property
     def description(self) -> str:
@@ -253,7 +254,15 @@ class BackbonePlan:
             source = f"local folder '{Path(source).name}'"
         if self.pretrained:
             return f"pretrained weights from {source}"
-        return f"random initialization (config from {source}; no pretrained weights)"
+        shape = ""
+        if self.config is not None:
+            shape = (
+                f" of a T5 with {self.config.num_layers}+{self.config.num_decoder_layers} layers and d_model "
+                f"{self.config.d_model}"
+            )
+        if self.preset != "t5-small":
+            source = f"{source}, shrunk by the {self.preset} preset"
+        return f"random initialization{shape} (config from {source}; no pretrained weights)"
 
 
 def plan_backbone(args: PipelineArguments) -> BackbonePlan:
@@ -281,7 +290,9 @@ def plan_backbone(args: PipelineArguments) -> BackbonePlan:
         _check_t5_config(local / "config.json")
         pretrained = has_weights and args.backbone_init != "random" and args.preset == "t5-small"
         config = None if pretrained else T5Config.from_pretrained(local)
-        return BackbonePlan(str(local), pretrained, _apply_preset(config, args.preset), tokenizer_source)
+        return BackbonePlan(
+            str(local), pretrained, _apply_preset(config, args.preset), tokenizer_source, preset=args.preset
+        )
 
     try:
         folder = resolve_pretrained_folder(
@@ -295,7 +306,9 @@ def plan_backbone(args: PipelineArguments) -> BackbonePlan:
     _check_t5_config(folder / "config.json")
     pretrained = args.backbone_init != "random" and args.preset == "t5-small"
     config = None if pretrained else T5Config.from_pretrained(folder)
-    return BackbonePlan(args.backbone, pretrained, _apply_preset(config, args.preset), tokenizer_source)
+    return BackbonePlan(
+        args.backbone, pretrained, _apply_preset(config, args.preset), tokenizer_source, preset=args.preset
+    )
 
 
 def _check_t5_config(path: Path) -> None:
