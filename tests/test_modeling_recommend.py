@@ -257,6 +257,26 @@ def test_tokenizer_item_count_mismatch_raises(model, tokenizer):
         model.recommend(tokenizer, users=["user0"])
 
 
+def test_tokenizer_from_another_run_raises(model, tokenizer, tiny_t5_tokenizer_dir):
+    # Same K, L, vocabulary and catalog, other codes: as from a second run with the same settings.
+    generator = torch.Generator().manual_seed(99)
+    other = TokenRecTokenizer(
+        str(tiny_t5_tokenizer_dir),
+        num_user_codebooks=K,
+        user_codebook_size=L,
+        num_item_codebooks=K,
+        item_codebook_size=L,
+        user_codes=tokenizer.user_codes,
+        item_codes=torch.randint(0, L, (NUM_ITEMS, K), generator=generator),
+        user_ids=tokenizer.user_ids,
+        item_ids=tokenizer.item_ids,
+    )
+
+    assert len(other) == len(tokenizer)
+    with pytest.raises(ValueError, match=r"item codes differ from those this model was trained with"):
+        model.recommend(other, users=["user0"])
+
+
 def test_save_with_tokenizer_round_trip(tmp_path, model, tokenizer):
     histories = [["item0", "item3"], ["item9"]]
     expected = model.recommend(tokenizer, users=["user0", "user4"], histories=histories, top_k=7)

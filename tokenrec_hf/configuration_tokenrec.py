@@ -60,6 +60,12 @@ class TokenRecConfig(PreTrainedConfig):
             Whether the backbone started from pretrained weights (`True`) or from random initialization (`False`).
         backbone_name_or_path (`str`, *optional*):
             The Hub id or local folder the backbone (or its config) came from, for the record.
+        item_codes_sha256 (`str`, *optional*):
+            SHA-256 of the item code table of the tokenizer the model was built for, over its first
+            `item_codes_rows` items. Set by [`TokenRecForRetrieval.from_backbone`]; a tokenizer from another run,
+            with the same K, L and catalog size but other codes, then fails the tokenizer check.
+        item_codes_rows (`int`, *optional*, defaults to 0):
+            Number of items `item_codes_sha256` covers. Items added later are not part of it.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Not used by the projection head, which uses Xavier-uniform weights; kept for `PreTrainedModel` helpers.
         tokenrec_hf_version (`str`, *optional*):
@@ -102,6 +108,8 @@ class TokenRecConfig(PreTrainedConfig):
         vocab_size: int | None = None,
         backbone_pretrained: bool = False,
         backbone_name_or_path: str | None = None,
+        item_codes_sha256: str | None = None,
+        item_codes_rows: int = 0,
         initializer_range: float = 0.02,
         tokenrec_hf_version: str | None = None,
         **kwargs: Any,
@@ -127,6 +135,8 @@ class TokenRecConfig(PreTrainedConfig):
         self.vocab_size = vocab_size if vocab_size is not None else backbone_config.vocab_size
         self.backbone_pretrained = bool(backbone_pretrained)
         self.backbone_name_or_path = backbone_name_or_path
+        self.item_codes_sha256 = item_codes_sha256
+        self.item_codes_rows = item_codes_rows
         self.initializer_range = initializer_range
 
         # A config read from disk keeps the version that wrote it; a new one records the installed version.

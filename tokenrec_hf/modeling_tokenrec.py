@@ -14,6 +14,7 @@ the paper gives only its depth (three layers).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -622,6 +623,10 @@ class TokenRecForRetrieval(TokenRecPreTrainedModel):
         pad_token_id = getattr(tokenizer, "pad_token_id", None)
         if pad_token_id is not None:
             config.backbone_config.pad_token_id = pad_token_id
+        item_codes = getattr(tokenizer, "item_codes", None)
+        if item_codes is not None and len(item_codes):
+            config.item_codes_sha256 = item_codes_sha256(item_codes)
+            config.item_codes_rows = len(item_codes)
 
         model = cls(config)
         if backbone_weights is not None:
@@ -718,6 +723,19 @@ class TokenRecForRetrieval(TokenRecPreTrainedModel):
             raise ValueError(
                 f"The tokenizer has {len(item_ids)} items but the model's item table has {self.config.num_items} "
                 "rows. Add new items to both with `tokenizer.add_items(...)` and `model.add_item_embeddings(...)`."
+            )
+        digest, rows = getattr(self.config, "item_codes_sha256", None), getattr(self.config, "item_codes_rows", 0)
+        item_codes = getattr(tokenizer, "item_codes", None)
+        if (
+            digest
+            and item_codes is not None
+            and len(item_codes) >= rows
+            and item_codes_sha256(item_codes[:rows]) != digest
+        ):
+            raise ValueError(
+                f"The tokenizer's item codes differ from those this model was trained with (the first {rows} items "
+                "do not match), so its ID tokens would name other items. It probably comes from another run with "
+                "the same settings. Load the tokenizer saved next to this model."
             )
 
     @classmethod
@@ -843,6 +861,11 @@ class TokenRecForRetrieval(TokenRecPreTrainedModel):
                 revision=revision,
                 commit_description=commit_description,
             )
+
+
+def item_codes_sha256(codes: torch.Tensor) -> str:
+    """Return the SHA-256 of an item code table `[num_items, K]`, independent of its integer dtype and device."""
+    return hashlib.sha256(codes.detach().to("cpu", torch.int64).contiguous().numpy().tobytes()).hexdigest()
 
 
 def _count_users(
