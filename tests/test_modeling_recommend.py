@@ -28,11 +28,12 @@ def make_quantizer(seed: int) -> MQTokenizer:
     return MQTokenizer(config).eval()
 
 
-@pytest.fixture
-def tokenizer(tiny_t5_tokenizer_dir) -> TokenRecTokenizer:
-    generator = torch.Generator().manual_seed(0)
+def make_tokenizer(base_dir, seed: int = 0, with_quantizers: bool = True) -> TokenRecTokenizer:
+    """Build a tokenizer with random codes for NUM_USERS users and NUM_ITEMS items; `seed` draws the codes."""
+    generator = torch.Generator().manual_seed(seed)
+    quantizers = {"user_quantizer": make_quantizer(1), "item_quantizer": make_quantizer(3)} if with_quantizers else {}
     return TokenRecTokenizer(
-        str(tiny_t5_tokenizer_dir),
+        str(base_dir),
         num_user_codebooks=K,
         user_codebook_size=L,
         num_item_codebooks=K,
@@ -41,9 +42,13 @@ def tokenizer(tiny_t5_tokenizer_dir) -> TokenRecTokenizer:
         item_codes=torch.randint(0, L, (NUM_ITEMS, K), generator=generator),
         user_ids=[f"user{index}" for index in range(NUM_USERS)],
         item_ids=[f"item{index}" for index in range(NUM_ITEMS)],
-        user_quantizer=make_quantizer(1),
-        item_quantizer=make_quantizer(3),
+        **quantizers,
     )
+
+
+@pytest.fixture
+def tokenizer(tiny_t5_tokenizer_dir) -> TokenRecTokenizer:
+    return make_tokenizer(tiny_t5_tokenizer_dir)
 
 
 @pytest.fixture
@@ -259,18 +264,7 @@ def test_tokenizer_item_count_mismatch_raises(model, tokenizer):
 
 def test_tokenizer_from_another_run_raises(model, tokenizer, tiny_t5_tokenizer_dir):
     # Same K, L, vocabulary and catalog, other codes: as from a second run with the same settings.
-    generator = torch.Generator().manual_seed(99)
-    other = TokenRecTokenizer(
-        str(tiny_t5_tokenizer_dir),
-        num_user_codebooks=K,
-        user_codebook_size=L,
-        num_item_codebooks=K,
-        item_codebook_size=L,
-        user_codes=tokenizer.user_codes,
-        item_codes=torch.randint(0, L, (NUM_ITEMS, K), generator=generator),
-        user_ids=tokenizer.user_ids,
-        item_ids=tokenizer.item_ids,
-    )
+    other = make_tokenizer(tiny_t5_tokenizer_dir, seed=99)
 
     assert len(other) == len(tokenizer)
     with pytest.raises(ValueError, match=r"item codes differ from those this model was trained with"):
@@ -327,16 +321,7 @@ def test_codebook_init_keeps_codeword_geometry(model, tokenizer):
 
 
 def test_codebook_init_needs_quantizers(tiny_t5_tokenizer_dir, item_table):
-    generator = torch.Generator().manual_seed(0)
-    tokenizer = TokenRecTokenizer(
-        str(tiny_t5_tokenizer_dir),
-        num_user_codebooks=K,
-        user_codebook_size=L,
-        num_item_codebooks=K,
-        item_codebook_size=L,
-        user_codes=torch.randint(0, L, (NUM_USERS, K), generator=generator),
-        item_codes=torch.randint(0, L, (NUM_ITEMS, K), generator=generator),
-    )
+    tokenizer = make_tokenizer(tiny_t5_tokenizer_dir, with_quantizers=False)
     model = TokenRecForRetrieval.from_backbone(
         tiny_backbone(), tokenizer, item_table, projection_hidden_sizes=(32, 32)
     )
