@@ -29,7 +29,7 @@ def make_quantizer(seed: int) -> MQTokenizer:
 
 
 def make_tokenizer(base_dir, seed: int = 0, with_quantizers: bool = True) -> TokenRecTokenizer:
-    """Build a tokenizer with random codes for NUM_USERS users and NUM_ITEMS items; `seed` draws the codes."""
+    """Build a tokenizer whose NUM_USERS users and NUM_ITEMS items get random codes drawn from `seed`."""
     generator = torch.Generator().manual_seed(seed)
     quantizers = {"user_quantizer": make_quantizer(1), "item_quantizer": make_quantizer(3)} if with_quantizers else {}
     return TokenRecTokenizer(

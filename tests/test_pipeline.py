@@ -197,7 +197,7 @@ def test_changed_argument_for_finished_stage(tmp_path, tiny_backbone_dir):
         run_pipeline(_arguments(tmp_path, tiny_backbone_dir, max_sequence_length=50))
 
 
-def test_folder_from_before_an_argument_existed(tmp_path):
+def test_older_state_uses_argument_defaults(tmp_path):
     # A stage recorded before `id_embedding_init` existed ran with its default, "random".
     output = tmp_path / "run"
     output.mkdir()
@@ -222,7 +222,7 @@ def trained_folder(tmp_path_factory, tiny_t5_tokenizer_dir):
     return tmp_path / "run"
 
 
-def test_model_card_says_no_users_were_held_out(trained_folder):
+def test_model_card_without_unseen_users(trained_folder):
     card = (trained_folder / "README.md").read_text()
     assert "No users were held out of training" in card
     assert "- id_embedding_init: random" in card
