@@ -298,3 +298,7 @@ def test_training_curves_written(tmp_path, split, tokenizer):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_training_curves([{"train_runtime": 1.0, "step": 2}], tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+    # A run shorter than the logging interval logs no loss, only the final evaluation.
+    short = plot_training_curves([{"eval_ndcg@20": 0.1, "step": 1}], tmp_path / "short.png")
+    assert short.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
