@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 from transformers import T5Config
@@ -226,6 +228,19 @@ def test_model_card_without_unseen_users(trained_folder):
     card = (trained_folder / "README.md").read_text()
     assert "No users were held out of training" in card
     assert "- id_embedding_init: random" in card
+
+
+def test_cosine_bound_matches_run_metrics(trained_folder):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cosine_bound.py"
+    spec = importlib.util.spec_from_file_location("cosine_bound", script)
+    cosine_bound = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cosine_bound)
+
+    results = cosine_bound.main(["--run_dir", str(trained_folder)])
+    metrics = json.loads((trained_folder / "metrics.json").read_text())
+    assert results["dot_user"] == pytest.approx(metrics["test"]["lightgcn"], abs=1e-9)
+    for name in ("cosine_user", "cosine_history_mean"):
+        assert all(0.0 <= value <= 1.0 for value in results[name].values())
 
 
 def test_recommend_known_and_new_user(trained_folder):
