@@ -221,3 +221,20 @@ def test_training_without_validation_split(clustered_embeddings):
 
     assert "validation_reconstruction_loss" not in result.history[0]
     assert result.best_validation_loss == min(record["train_reconstruction_loss"] for record in result.history)
+
+
+def test_collapsed_codebook_warns(caplog):
+    from tokenrec_hf.quantization.training import _warn_on_collapsed_codebooks
+
+    # Codebook 1 sends every entity to codeword 0; codebooks 0 and 2 use all 16 codewords.
+    codes = torch.stack([torch.arange(64) % 16, torch.zeros(64, dtype=torch.long), torch.arange(64) // 4], dim=1)
+    with caplog.at_level("WARNING"):
+        _warn_on_collapsed_codebooks(codes, codebook_size=16)
+    assert "Codebook 1 of the trained MQ-Tokenizer uses 6.2% of its 16 codewords" in caplog.text
+    assert "Codebook 0" not in caplog.text
+    assert "Codebook 2" not in caplog.text
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _warn_on_collapsed_codebooks(torch.stack([torch.arange(16)] * 3, dim=1), codebook_size=16)
+    assert caplog.text == ""
