@@ -459,8 +459,9 @@ def train_mq_tokenizer(
 
 
 # A codebook that uses fewer codewords than this share carries almost no information.
-# NOTE: one codebook collapsed this way on the Beauty item table (pipeline defaults, seed 42), while the same table
-# from a differently trained LightGCN did not collapse. The cause has not been found, so training only warns.
+# NOTE: one codebook collapsed this way on a Beauty item table (pipeline defaults, seed 42, again on a rerun), while
+# seed 43 and a Beauty table from another LightGCN run did not collapse. The cause has not been found, so training
+# only warns.
 COLLAPSED_USAGE = 0.1
 
 
@@ -472,7 +473,7 @@ def _warn_on_collapsed_codebooks(codes: torch.Tensor, codebook_size: int) -> Non
             logger.warning(
                 f"Codebook {index} of the trained MQ-Tokenizer uses {usage:.1%} of its {codebook_size} codewords, so "
                 f"it has collapsed and {metrics['collision_rate']:.1%} of the entities share their whole code. "
-                "Check the codebook usage plot, and retrain with another seed or a lower learning rate."
+                "Check the codebook usage plot, and retrain, for example with another seed."
             )
 
 
