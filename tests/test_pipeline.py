@@ -78,6 +78,7 @@ def test_unknown_dataset_lists_known_ones():
         ({"collaborative_batch_size": 0}, "collaborative_batch_size=0 must be a positive integer"),
         ({"collaborative_learning_rate": -1.0}, "collaborative_learning_rate=-1.0 must be positive"),
         ({"learning_rate": 0.0}, "learning_rate=0.0 must be positive"),
+        ({"mq_learning_rate": 0.0}, "mq_learning_rate=0.0 must be positive"),
     ],
 )
 def test_invalid_training_values(overrides, message):

@@ -65,7 +65,15 @@ STAGE_ARGUMENTS = {
         "collaborative_patience",
         "seed",
     ),
-    "tokenizers": ("num_codebooks", "codebook_size", "mask_ratio", "one_way", "quantizer", "mq_epochs"),
+    "tokenizers": (
+        "num_codebooks",
+        "codebook_size",
+        "mask_ratio",
+        "one_way",
+        "quantizer",
+        "mq_epochs",
+        "mq_learning_rate",
+    ),
     "llm": (
         "backbone",
         "backbone_init",
@@ -129,6 +137,9 @@ class PipelineArguments:
     )
     quantizer: str = field(default="kway", metadata={"help": "'kway' (MQ-Tokenizer) or 'residual' (RQ-VAE style)."})
     mq_epochs: int = field(default=400, metadata={"help": "Maximum MQ-Tokenizer training epochs."})
+    mq_learning_rate: float = field(
+        default=5e-3, metadata={"help": "AdamW learning rate of the MQ-Tokenizers; lower it if a codebook collapses."}
+    )
 
     # LLM
     backbone: str = field(
@@ -214,7 +225,7 @@ class PipelineArguments:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer.")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads={self.num_threads} must be a positive integer, or unset.")
-        for name in ("learning_rate", "collaborative_learning_rate"):
+        for name in ("learning_rate", "collaborative_learning_rate", "mq_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be positive.")
         if not 0.0 <= self.mask_ratio < 1.0:

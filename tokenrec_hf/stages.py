@@ -140,6 +140,7 @@ def run_tokenizer_stage(args: PipelineArguments, plan: BackbonePlan, output_dir:
         training_args = MQTokenizerTrainingArguments(
             output_dir=str(output_dir / f"{side}_quantizer_training"),
             num_train_epochs=args.mq_epochs,
+            learning_rate=args.mq_learning_rate,
             seed=args.seed,
             disable_tqdm=args.disable_tqdm,
         )
