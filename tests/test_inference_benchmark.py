@@ -26,7 +26,8 @@ def test_inference_benchmark_reports_speedup(pooling):
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["query_pooling"] == pooling
     assert figures["num_users"] == 6
-    assert figures["tokenrec_ms_per_user"] > 0 and figures["beam_search_ms_per_user"] > 0
+    assert figures["tokenrec_ms_per_user"] > 0
+    assert figures["beam_search_ms_per_user"] > 0
     assert figures["unconstrained_beam_search_ms_per_user"] > 0
     assert figures["speedup"] == pytest.approx(
         figures["beam_search_ms_per_user"] / figures["tokenrec_ms_per_user"], rel=0.01
