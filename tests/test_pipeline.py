@@ -76,9 +76,15 @@ def test_unknown_dataset_lists_known_ones():
     "overrides, message",
     [
         ({"collaborative_batch_size": 0}, "collaborative_batch_size=0 must be a positive integer"),
-        ({"collaborative_learning_rate": -1.0}, "collaborative_learning_rate=-1.0 must be positive"),
-        ({"learning_rate": 0.0}, "learning_rate=0.0 must be positive"),
-        ({"mq_learning_rate": 0.0}, "mq_learning_rate=0.0 must be positive"),
+        ({"collaborative_learning_rate": -1.0}, "collaborative_learning_rate=-1.0 must be a finite positive number"),
+        ({"learning_rate": 0.0}, "learning_rate=0.0 must be a finite positive number"),
+        ({"mq_learning_rate": 0.0}, "mq_learning_rate=0.0 must be a finite positive number"),
+        ({"mq_learning_rate": float("inf")}, "mq_learning_rate=inf must be a finite positive number"),
+        ({"collaborative_learning_rate": float("nan")}, "collaborative_learning_rate=nan must be a finite"),
+        ({"mq_epochs": 0}, "mq_epochs=0 must be a positive integer"),
+        ({"codebook_size": 1}, "codebook_size=1 must be at least 2"),
+        ({"margin": -1.5}, r"margin=-1.5 must be in \[-1, 1\]"),
+        ({"example_sampling": "foo"}, "example_sampling='foo' is not supported"),
     ],
 )
 def test_invalid_training_values(overrides, message):
@@ -192,6 +198,13 @@ def test_stage_with_missing_files_runs_again(tmp_path, tiny_backbone_dir):
 
     run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="data"))
     assert (tmp_path / "run" / "data" / "interaction_data.json").is_file()
+
+
+def test_data_dir_that_is_a_file(tmp_path, tiny_backbone_dir):
+    args = _arguments(tmp_path, tiny_backbone_dir)
+    sequence_file = f"{args.data_dir}/user_sequence.txt"
+    with pytest.raises(NotADirectoryError, match="is a file; pass the folder that contains it"):
+        validate_arguments(_arguments(tmp_path, tiny_backbone_dir, data_dir=sequence_file))
 
 
 def test_changed_argument_for_finished_stage(tmp_path, tiny_backbone_dir):

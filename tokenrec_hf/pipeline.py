@@ -16,6 +16,7 @@ collaborative or LLM stage resumes from its last checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -26,6 +27,7 @@ import torch
 from transformers import T5Config
 from transformers.utils import logging
 
+from .data_collator import EXAMPLE_SAMPLING_MODES
 from .utils import HubUnreachableError, atomic_write_json, atomic_write_text, load_json, resolve_pretrained_folder
 from .version import __version__
 
@@ -87,6 +89,8 @@ STAGE_ARGUMENTS = {
         "per_device_train_batch_size",
         "example_sampling",
         "id_embedding_init",
+        "max_train_steps",
+        "early_stopping_patience",
     ),
 }
 
@@ -219,15 +223,23 @@ class PipelineArguments:
         if not 0.0 <= self.unseen_user_fraction < 0.5:
             raise ValueError(f"unseen_user_fraction={self.unseen_user_fraction} must be in [0, 0.5).")
         positive = ("num_codebooks", "codebook_size", "embedding_dim", "max_sequence_length", "num_negatives")
-        positive += ("collaborative_epochs", "collaborative_batch_size", "collaborative_patience")
+        positive += ("collaborative_epochs", "collaborative_batch_size", "collaborative_patience", "mq_epochs")
+        positive += ("early_stopping_patience",)
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer.")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads={self.num_threads} must be a positive integer, or unset.")
         for name in ("learning_rate", "collaborative_learning_rate", "mq_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be positive.")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value} must be a finite positive number.")
+        if self.codebook_size < 2:
+            raise ValueError(f"codebook_size={self.codebook_size} must be at least 2.")
+        if not (math.isfinite(self.margin) and -1.0 <= self.margin <= 1.0):
+            raise ValueError(f"margin={self.margin} must be in [-1, 1], the range of a cosine.")
+        if self.example_sampling is not None:
+            _check_choice("example_sampling", self.example_sampling, EXAMPLE_SAMPLING_MODES)
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio={self.mask_ratio} must be in [0, 1).")
         if self.preset == "cpu-small" and self.backbone_init == "pretrained":
@@ -388,6 +400,11 @@ def validate_arguments(args: PipelineArguments) -> BackbonePlan:
     output_dir = Path(args.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"--output_dir {output_dir} is a file; pass a folder.")
+    if args.data_dir is not None and Path(args.data_dir).expanduser().is_file():
+        raise NotADirectoryError(
+            f"--data_dir {args.data_dir} is a file; pass the folder that contains it "
+            f"({Path(args.data_dir).expanduser().parent})."
+        )
     if args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
         raise FileNotFoundError(
             f"--data_dir {args.data_dir} does not exist. Pass the folder that contains the {args.dataset} files, "
