@@ -733,9 +733,9 @@ class TokenRecForRetrieval(TokenRecPreTrainedModel):
             and item_codes_sha256(item_codes[:rows]) != digest
         ):
             raise ValueError(
-                f"The tokenizer's item codes differ from those this model was trained with (the first {rows} items "
-                "do not match), so its ID tokens would name other items. It probably comes from another run with "
-                "the same settings. Load the tokenizer saved next to this model."
+                f"The tokenizer's item codes differ from those this model was trained with (the code table of its "
+                f"first {rows} items has another SHA-256), so its ID tokens would name other items. A tokenizer "
+                "from another run does this. Load the tokenizer saved next to this model."
             )
 
     @classmethod
