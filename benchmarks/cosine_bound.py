@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     run_dir = Path(args.run_dir)
     for folder in ("data", "collaborative"):
         if not (run_dir / folder).is_dir():
-            raise FileNotFoundError(
+            raise SystemExit(
                 f"{run_dir / folder} does not exist. Pass the output folder of a `tokenrec run` that finished its "
                 "collaborative stage."
             )

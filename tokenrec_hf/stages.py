@@ -322,6 +322,10 @@ def _update_model_card(output_dir: Path, model, args: PipelineArguments, results
         unseen_user_metrics=results.get("tokenrec_history_unseen_users", {}),
         training={
             "collaborative_model": args.collaborative_model,
+            "collaborative_batch_size": args.collaborative_batch_size,
+            "collaborative_learning_rate": args.collaborative_learning_rate,
+            "mq_learning_rate": args.mq_learning_rate,
+            "max_train_steps": args.max_train_steps,
             "num_codebooks": args.num_codebooks,
             "codebook_size": args.codebook_size,
             "mask_ratio": args.mask_ratio,
