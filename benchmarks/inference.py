@@ -242,7 +242,9 @@ def time_beam_search(generator_model, batches, args, prefix_tree: dict | None = 
 
 def main() -> None:
     args = parse_args()
-    num_users = args.num_users if args.num_users is not None else (32 if args.preset == "tiny" else 64)
+    num_users = args.num_users
+    if num_users is None:
+        num_users = 32 if args.preset == "tiny" else 64
     if num_users < 1 or args.batch_size < 1 or args.repeats < 1:
         raise SystemExit(
             f"--num-users {num_users}, --batch-size {args.batch_size} and --repeats {args.repeats} must all be "

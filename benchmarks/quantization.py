@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_codebooks", type=int, default=3, help="K, codes per entity.")
     parser.add_argument("--codebook_size", type=int, default=256, help="L, codewords per codebook.")
     parser.add_argument("--epochs", type=int, default=None, help="Maximum MQ-Tokenizer epochs (default: library).")
+    parser.add_argument(
+        "--learning_rate", type=float, default=None, help="MQ-Tokenizer AdamW learning rate (default: library)."
+    )
     parser.add_argument("--cf_epochs", type=int, default=None, help="Maximum LightGCN epochs (default: library).")
     parser.add_argument("--cf_patience", type=int, default=None, help="LightGCN early-stopping patience.")
     parser.add_argument(
@@ -149,6 +152,8 @@ def run_variant(
     training_fields: dict[str, Any] = {"seed": args.seed, "disable_tqdm": args.disable_tqdm}
     if args.epochs is not None:
         training_fields["num_train_epochs"] = args.epochs
+    if args.learning_rate is not None:
+        training_fields["learning_rate"] = args.learning_rate
 
     start = time.perf_counter()
     model, result = train_mq_tokenizer(embeddings, config, MQTokenizerTrainingArguments(**training_fields))

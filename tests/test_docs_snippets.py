@@ -66,6 +66,23 @@ def write_sequence_file(path: Path) -> Path:
     return path
 
 
+def two_step_arguments(output_dir, **overrides) -> TokenRecTrainingArguments:
+    """Build arguments for two quiet training steps with no evaluation, checkpoints or plots."""
+    settings = {
+        "output_dir": str(output_dir),
+        "max_steps": 2,
+        "per_device_train_batch_size": 8,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "load_best_model_at_end": False,
+        "plot_training_curves": False,
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
+    settings.update(overrides)
+    return TokenRecTrainingArguments(**settings)
+
+
 def build_stages(data: InteractionData, base_tokenizer: str | Path, output_dir: Path):
     """The "run the stages in Python" snippet of docs/howto/your_own_data.md, at tiny sizes."""
     # 1. Collaborative filtering.
@@ -112,19 +129,8 @@ def build_stages(data: InteractionData, base_tokenizer: str | Path, output_dir: 
     )
 
     # 4. Fine-tuning with the cosine margin loss: two steps, without the per-epoch validation of the docs.
-    args = TokenRecTrainingArguments(
-        output_dir=str(output_dir / "llm"),
-        num_train_epochs=1,
-        max_steps=2,
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=16,
-        learning_rate=1e-3,
-        save_strategy="no",
-        eval_strategy="no",
-        load_best_model_at_end=False,
-        plot_training_curves=False,
-        report_to="none",
-        disable_tqdm=True,
+    args = two_step_arguments(
+        output_dir / "llm", num_train_epochs=1, per_device_eval_batch_size=16, learning_rate=1e-3
     )
     trainer = TokenRecTrainer(model=model, args=args, data=data, processing_class=tokenizer)
     return collaborative, tokenizer, model, trainer
@@ -329,18 +335,7 @@ def test_lora_train_save_reload(trained, tmp_path):
     assert any("projection.modules_to_save" in name for name in trainable)
     assert not any(name.endswith("shared.weight") for name in trainable)
 
-    args = TokenRecTrainingArguments(
-        output_dir=str(tmp_path / "lora"),
-        max_steps=2,
-        per_device_train_batch_size=8,
-        learning_rate=1e-2,
-        save_strategy="no",
-        eval_strategy="no",
-        load_best_model_at_end=False,
-        plot_training_curves=False,
-        report_to="none",
-        disable_tqdm=True,
-    )
+    args = two_step_arguments(tmp_path / "lora", learning_rate=1e-2)
     trainer = TokenRecTrainer(model=model, args=args, data=trained.data, processing_class=tokenizer)
     trainer.train()
     model.save_pretrained(tmp_path / "adapter")

@@ -203,7 +203,7 @@ def test_stage_with_missing_files_runs_again(tmp_path, tiny_backbone_dir):
 def test_data_dir_that_is_a_file(tmp_path, tiny_backbone_dir):
     args = _arguments(tmp_path, tiny_backbone_dir)
     sequence_file = f"{args.data_dir}/user_sequence.txt"
-    with pytest.raises(NotADirectoryError, match="is a file; pass the folder that contains it"):
+    with pytest.raises(NotADirectoryError, match="is a file. Pass the folder that contains it"):
         validate_arguments(_arguments(tmp_path, tiny_backbone_dir, data_dir=sequence_file))
 
 
@@ -226,6 +226,8 @@ def test_older_state_uses_argument_defaults(tmp_path):
     state.check_arguments("llm", PipelineArguments())
     with pytest.raises(ValueError, match="with id_embedding_init='random', but this run has"):
         state.check_arguments("llm", PipelineArguments(id_embedding_init="codebooks"))
+    with pytest.raises(ValueError, match="with max_train_steps=-1, but this run has max_train_steps=3"):
+        state.check_arguments("llm", PipelineArguments(max_train_steps=3))
 
 
 @pytest.fixture(scope="module")

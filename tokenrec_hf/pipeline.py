@@ -402,7 +402,7 @@ def validate_arguments(args: PipelineArguments) -> BackbonePlan:
         raise NotADirectoryError(f"--output_dir {output_dir} is a file; pass a folder.")
     if args.data_dir is not None and Path(args.data_dir).expanduser().is_file():
         raise NotADirectoryError(
-            f"--data_dir {args.data_dir} is a file; pass the folder that contains it "
+            f"--data_dir {args.data_dir} is a file. Pass the folder that contains it "
             f"({Path(args.data_dir).expanduser().parent})."
         )
     if args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():

@@ -338,7 +338,7 @@ class TokenRecTrainer(Trainer):
         start_time = time.time()
         collator = self._evaluation_collator()
 
-        # Rows of similar prompt length share a batch, which cuts the padding of history prompts several times over.
+        # Rows of similar prompt length share a batch, which cuts the padding of history prompts.
         # The gathered row indices restore the dataset order below, so the metrics do not depend on this order.
         lengths = [collator.prompt_length(dataset[index]) for index in range(len(dataset))]
         length_order = sorted(range(len(dataset)), key=lengths.__getitem__)
