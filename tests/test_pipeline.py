@@ -82,6 +82,7 @@ def test_unknown_dataset_lists_known_ones():
         ({"mq_learning_rate": float("inf")}, "mq_learning_rate=inf must be a finite positive number"),
         ({"collaborative_learning_rate": float("nan")}, "collaborative_learning_rate=nan must be a finite"),
         ({"mq_epochs": 0}, "mq_epochs=0 must be a positive integer"),
+        ({"mq_collapse_retries": -1}, "mq_collapse_retries=-1 must be 0 or a positive integer"),
         ({"codebook_size": 1}, "codebook_size=1 must be at least 2"),
         ({"margin": -1.5}, r"margin=-1.5 must be in \[-1, 1\]"),
         ({"example_sampling": "foo"}, "example_sampling='foo' is not supported"),
@@ -90,6 +91,16 @@ def test_unknown_dataset_lists_known_ones():
 def test_invalid_training_values(overrides, message):
     with pytest.raises(ValueError, match=message):
         PipelineArguments(**overrides)
+
+
+def test_choices_are_case_insensitive():
+    args = PipelineArguments(dataset="LastFM", quantizer="KWay", query_pooling="Encoder_Mean", preset="CPU-Small")
+    assert (args.dataset, args.quantizer, args.query_pooling, args.preset) == (
+        "lastfm",
+        "kway",
+        "encoder_mean",
+        "cpu-small",
+    )
 
 
 def test_invalid_id_embedding_init():
@@ -198,6 +209,75 @@ def test_stage_with_missing_files_runs_again(tmp_path, tiny_backbone_dir):
 
     run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="data"))
     assert (tmp_path / "run" / "data" / "interaction_data.json").is_file()
+
+
+def test_rerun_stage_invalidates_later_stages(tmp_path, tiny_backbone_dir):
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="tokenizers"))
+    stale = tmp_path / "run" / "llm_checkpoints" / "checkpoint-7"
+    stale.mkdir(parents=True)
+    (tmp_path / "run" / "collaborative" / "model.safetensors").unlink()
+
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="collaborative"))
+
+    state = PipelineState(tmp_path / "run")
+    assert [stage for stage in STAGES if state.finished(stage)] == ["data", "collaborative"]
+    assert "tokenizers" not in state.values["stages"]
+    assert not stale.parent.exists()
+
+
+def test_collapsed_tokenizer_is_retrained_with_lower_learning_rate(tmp_path, tiny_backbone_dir):
+    # A learning rate of 30 kills the encoders' ReLUs in the first steps, so the first tokenizers collapse.
+    args = _arguments(
+        tmp_path, tiny_backbone_dir, stop_after="tokenizers", codebook_size=16, mq_learning_rate=30.0, mq_epochs=3
+    )
+    run_pipeline(args)
+
+    metrics = json.loads((tmp_path / "run" / "codebook_metrics.json").read_text())
+    state = PipelineState(tmp_path / "run").values["stages"]["tokenizers"]
+    for side in ("user", "item"):
+        tried = metrics[side]["collapsed_learning_rates"]
+        assert tried[:1] == [30.0], side
+        assert metrics[side]["learning_rate"] == pytest.approx(30.0 / 5 ** len(tried))
+        assert state[f"{side}_mq_learning_rate"] == metrics[side]["learning_rate"]
+
+    # Without retries the first, collapsed result is kept.
+    run_pipeline(
+        _arguments(
+            tmp_path,
+            tiny_backbone_dir,
+            output_dir=str(tmp_path / "no-retry"),
+            stop_after="tokenizers",
+            codebook_size=16,
+            mq_learning_rate=30.0,
+            mq_epochs=3,
+            mq_collapse_retries=0,
+        )
+    )
+    metrics = json.loads((tmp_path / "no-retry" / "codebook_metrics.json").read_text())
+    assert metrics["user"]["collapsed_learning_rates"] == []
+    assert metrics["user"]["learning_rate"] == 30.0
+    assert metrics["user"]["min_usage"] < 0.1
+
+
+def test_disable_tqdm_hides_weight_loading_bars(tmp_path, tiny_backbone_dir, capsys):
+    from transformers.utils import logging as transformers_logging
+
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="llm", num_train_epochs=1))
+
+    assert "Loading weights" not in capsys.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()
+
+
+def test_recommend_on_unfinished_folder_gives_resume_command(tmp_path, tiny_backbone_dir, capsys):
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="collaborative"))
+
+    code = main(["recommend", "--model_dir", str(tmp_path / "run"), "--user", "3"])
+
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "stages ['tokenizers', 'llm'] have not finished" in error
+    assert f"tokenrec run --backbone {tiny_backbone_dir}" in error
+    assert "--stop_after collaborative" in error
 
 
 def test_data_dir_that_is_a_file(tmp_path, tiny_backbone_dir):

@@ -224,17 +224,22 @@ def test_training_without_validation_split(clustered_embeddings):
 
 
 def test_collapsed_codebook_warns(caplog):
+    from tokenrec_hf.quantization import collapsed_codebooks
     from tokenrec_hf.quantization.training import _warn_on_collapsed_codebooks
 
     # Codebook 1 sends every entity to codeword 0; codebooks 0 and 2 use all 16 codewords.
     codes = torch.stack([torch.arange(64) % 16, torch.zeros(64, dtype=torch.long), torch.arange(64) // 4], dim=1)
+    assert collapsed_codebooks(codes, codebook_size=16) == {1: 1 / 16}
     with caplog.at_level("WARNING"):
-        _warn_on_collapsed_codebooks(codes, codebook_size=16)
+        _warn_on_collapsed_codebooks(codes, codebook_size=16, learning_rate=5e-3)
     assert "Codebook 1 of the trained MQ-Tokenizer uses 6.2% of its 16 codewords" in caplog.text
+    assert "lower learning rate than 0.005 (for example 0.001)" in caplog.text
     assert "Codebook 0" not in caplog.text
     assert "Codebook 2" not in caplog.text
 
     caplog.clear()
+    healthy = torch.stack([torch.arange(16)] * 3, dim=1)
+    assert collapsed_codebooks(healthy, codebook_size=16) == {}
     with caplog.at_level("WARNING"):
-        _warn_on_collapsed_codebooks(torch.stack([torch.arange(16)] * 3, dim=1), codebook_size=16)
+        _warn_on_collapsed_codebooks(healthy, codebook_size=16, learning_rate=5e-3)
     assert caplog.text == ""

@@ -53,6 +53,14 @@ STAGE_OUTPUTS = {
     "test": ("metrics.json", "results.md"),
 }
 
+# Folders where a stage keeps checkpoints to resume from. When an earlier stage runs again, these belong to
+# artifacts that no longer match, so they are deleted instead of resumed.
+STAGE_WORK_DIRS = {
+    "collaborative": ("collaborative_training",),
+    "tokenizers": ("user_quantizer_training", "item_quantizer_training"),
+    "llm": ("llm_checkpoints",),
+}
+
 # The arguments each stage depends on. Changing one of them for an existing output folder would mix artifacts of
 # two configurations, so the pipeline rejects it instead of silently reusing the finished stage.
 STAGE_ARGUMENTS = {
@@ -75,6 +83,7 @@ STAGE_ARGUMENTS = {
         "quantizer",
         "mq_epochs",
         "mq_learning_rate",
+        "mq_collapse_retries",
     ),
     "llm": (
         "backbone",
@@ -144,6 +153,13 @@ class PipelineArguments:
     mq_learning_rate: float = field(
         default=5e-3, metadata={"help": "AdamW learning rate of the MQ-Tokenizers; lower it if a codebook collapses."}
     )
+    mq_collapse_retries: int = field(
+        default=2,
+        metadata={
+            "help": "When a trained MQ-Tokenizer has a codebook that uses under 10% of its codewords, train it again "
+            "from scratch with a 5 times lower learning rate, at most this many times. 0 keeps the first result."
+        },
+    )
 
     # LLM
     backbone: str = field(
@@ -208,18 +224,25 @@ class PipelineArguments:
     )
 
     def __post_init__(self) -> None:
-        self.dataset = self.dataset.lower()
-        _check_choice("dataset", self.dataset, KNOWN_DATASETS)
+        # Choices are matched case-insensitively, so `--dataset LastFM` and `--quantizer KWay` both work.
+        choices = {
+            "dataset": KNOWN_DATASETS,
+            "collaborative_model": ("lightgcn", "mf"),
+            "backbone_init": ("auto", "pretrained", "random"),
+            "preset": PRESETS,
+            "query_pooling": ("decoder", "encoder_mean"),
+            "quantizer": ("kway", "residual"),
+            "id_embedding_init": ("random", "codebooks"),
+            "stop_after": STAGES,
+            "example_sampling": EXAMPLE_SAMPLING_MODES,
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.lower())
+                _check_choice(name, getattr(self, name), allowed)
         if self.output_dir is None:
             self.output_dir = f"outputs/tokenrec-{self.dataset}"
-        _check_choice("collaborative_model", self.collaborative_model, ("lightgcn", "mf"))
-        _check_choice("backbone_init", self.backbone_init, ("auto", "pretrained", "random"))
-        _check_choice("preset", self.preset, PRESETS)
-        _check_choice("query_pooling", self.query_pooling, ("decoder", "encoder_mean"))
-        _check_choice("quantizer", self.quantizer, ("kway", "residual"))
-        _check_choice("id_embedding_init", self.id_embedding_init, ("random", "codebooks"))
-        if self.stop_after is not None:
-            _check_choice("stop_after", self.stop_after, STAGES)
         if not 0.0 <= self.unseen_user_fraction < 0.5:
             raise ValueError(f"unseen_user_fraction={self.unseen_user_fraction} must be in [0, 0.5).")
         positive = ("num_codebooks", "codebook_size", "embedding_dim", "max_sequence_length", "num_negatives")
@@ -228,6 +251,8 @@ class PipelineArguments:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer.")
+        if self.mq_collapse_retries < 0:
+            raise ValueError(f"mq_collapse_retries={self.mq_collapse_retries} must be 0 or a positive integer.")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads={self.num_threads} must be a positive integer, or unset.")
         for name in ("learning_rate", "collaborative_learning_rate", "mq_learning_rate"):
@@ -238,8 +263,6 @@ class PipelineArguments:
             raise ValueError(f"codebook_size={self.codebook_size} must be at least 2.")
         if not (math.isfinite(self.margin) and -1.0 <= self.margin <= 1.0):
             raise ValueError(f"margin={self.margin} must be in [-1, 1], the range of a cosine.")
-        if self.example_sampling is not None:
-            _check_choice("example_sampling", self.example_sampling, EXAMPLE_SAMPLING_MODES)
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio={self.mask_ratio} must be in [0, 1).")
         if self.preset == "cpu-small" and self.backbone_init == "pretrained":
@@ -386,6 +409,25 @@ class PipelineState:
                     f"{name}={current!r}. Use another --output_dir, or --overwrite_output_dir to start over."
                 )
 
+    def forget_later_stages(self, stage: str) -> None:
+        """Drop every stage after `stage`, with its checkpoints, because `stage` is about to run again."""
+        later = STAGES[STAGES.index(stage) + 1 :]
+        output_dir = self.path.parent
+        dropped = [name for name in later if name in self.values["stages"]]
+        stale = [output_dir / folder for name in later for folder in STAGE_WORK_DIRS.get(name, ())]
+        stale = [path for path in stale if path.exists()]
+        if not dropped and not stale:
+            return
+        logger.warning(
+            f"Stage {stage!r} runs again, so the later stages {dropped or later} will run again too. Deleting "
+            f"their stale checkpoints {[path.name for path in stale]}."
+        )
+        for name in dropped:
+            del self.values["stages"][name]
+        atomic_write_json(self.path, self.values)
+        for path in stale:
+            shutil.rmtree(path)
+
     def mark_finished(self, stage: str, args: PipelineArguments, **facts: Any) -> None:
         arguments = {name: getattr(args, name) for name in STAGE_ARGUMENTS.get(stage, ())}
         self.values["stages"][stage] = {"arguments": arguments, "finished_at": time.time(), **facts}
@@ -442,10 +484,28 @@ def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
         "llm": run_llm_stage,
         "test": run_test_stage,
     }
+    # `--disable_tqdm` also hides the bars that transformers shows while it loads weights.
+    bars_were_enabled = logging.is_progress_bar_enabled()
+    if args.disable_tqdm:
+        logging.disable_progress_bar()
+    try:
+        _run_stages(args, plan, output_dir, state, runners)
+    finally:
+        if bars_were_enabled:
+            logging.enable_progress_bar()
+
+    metrics_path = output_dir / "metrics.json"
+    return load_json(metrics_path, what="metrics") if metrics_path.is_file() else {}
+
+
+def _run_stages(
+    args: PipelineArguments, plan: BackbonePlan, output_dir: Path, state: PipelineState, runners: dict[str, Any]
+) -> None:
     for stage in STAGES:
         if state.finished(stage):
             logger.warning(f"Stage {stage!r} already finished in {output_dir}; skipping it.")
         else:
+            state.forget_later_stages(stage)
             started = time.time()
             facts = runners[stage](args, plan, output_dir) or {}
             state.mark_finished(stage, args, seconds=round(time.time() - started, 1), **facts)
@@ -453,8 +513,25 @@ def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
         if stage == args.stop_after:
             break
 
-    metrics_path = output_dir / "metrics.json"
-    return load_json(metrics_path, what="metrics") if metrics_path.is_file() else {}
+
+def resume_command(output_dir: Path) -> str:
+    """Return the `tokenrec run` command that continues `output_dir`, from its saved non-default arguments."""
+    saved = load_json(output_dir / "pipeline_arguments.json", what="pipeline arguments")
+    parts = ["tokenrec run"]
+    for name, value in sorted(saved.items()):
+        if name not in ARGUMENT_DEFAULTS or value == ARGUMENT_DEFAULTS[name] or value is None:
+            continue
+        if isinstance(value, bool):
+            parts.append(f"--{name}" if value else f"--{name} false")
+        else:
+            parts.append(f"--{name} {value}")
+    return " ".join(parts)
+
+
+def unfinished_stages(output_dir: Path) -> list[str]:
+    """Return the stages a `tokenrec run` folder still has to run before it can recommend."""
+    state = PipelineState(output_dir)
+    return [stage for stage in ("tokenizers", "llm") if not state.finished(stage)]
 
 
 def save_arguments(args: PipelineArguments, output_dir: Path) -> None:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 logger = logging.get_logger(__name__)
 
 METRIC_NAMES = [f"{name}@{k}" for name in ("hr", "ndcg") for k in (10, 20, 30)]
+# Each retry of a collapsed MQ-Tokenizer divides the learning rate by this (5e-3 becomes 1e-3).
+MQ_RETRY_FACTOR = 5
 
 
 def _load_data(output_dir: Path) -> InteractionData:
@@ -112,6 +114,7 @@ def run_tokenizer_stage(args: PipelineArguments, plan: BackbonePlan, output_dir:
         MQTokenizerConfig,
         MQTokenizerTrainingArguments,
         codebook_metrics,
+        collapsed_codebooks,
         plot_codebook_usage,
         plot_training_curves,
         train_mq_tokenizer,
@@ -137,20 +140,33 @@ def run_tokenizer_stage(args: PipelineArguments, plan: BackbonePlan, output_dir:
     quantizers = {}
     summary: dict[str, Any] = {}
     for side, embeddings in (("user", user_table[seen]), ("item", item_table)):
-        training_args = MQTokenizerTrainingArguments(
-            output_dir=str(output_dir / f"{side}_quantizer_training"),
-            num_train_epochs=args.mq_epochs,
-            learning_rate=args.mq_learning_rate,
-            seed=args.seed,
-            disable_tqdm=args.disable_tqdm,
-        )
-        quantizer, result = train_mq_tokenizer(
-            embeddings, MQTokenizerConfig.from_dict(config.to_dict()), training_args
-        )
+        learning_rate, collapsed_at = args.mq_learning_rate, []
+        for attempt in range(args.mq_collapse_retries + 1):
+            training_args = MQTokenizerTrainingArguments(
+                output_dir=str(output_dir / f"{side}_quantizer_training"),
+                num_train_epochs=args.mq_epochs,
+                learning_rate=learning_rate,
+                seed=args.seed,
+                disable_tqdm=args.disable_tqdm,
+            )
+            quantizer, result = train_mq_tokenizer(
+                embeddings, MQTokenizerConfig.from_dict(config.to_dict()), training_args
+            )
+            codes = quantizer.encode(embeddings)
+            collapsed = collapsed_codebooks(codes, quantizer.config.codebook_size)
+            if not collapsed or attempt == args.mq_collapse_retries:
+                break
+            collapsed_at.append(learning_rate)
+            learning_rate /= MQ_RETRY_FACTOR
+            usage = ", ".join(f"codebook {index}: {value:.1%}" for index, value in collapsed.items())
+            logger.warning(
+                f"The {side} MQ-Tokenizer collapsed (usage {usage}); training it again from scratch "
+                f"with learning rate {learning_rate:g} ({attempt + 1} of {args.mq_collapse_retries} retries)."
+            )
         quantizers[side] = quantizer
-        codes = quantizer.encode(embeddings)
         metrics = codebook_metrics(codes, quantizer.config.codebook_size)
         summary[side] = {key: value for key, value in metrics.items() if not isinstance(value, torch.Tensor)}
+        summary[side].update(learning_rate=learning_rate, collapsed_learning_rates=collapsed_at)
         plot_codebook_usage(codes, quantizer.config.codebook_size, output_dir / "plots" / f"{side}_codebook_usage.png")
         plot_training_curves(result.history, output_dir / "plots" / f"{side}_quantizer_training.png")
 
@@ -172,6 +188,8 @@ def run_tokenizer_stage(args: PipelineArguments, plan: BackbonePlan, output_dir:
     return {
         "user_collision_rate": summary["user"].get("collision_rate"),
         "item_collision_rate": summary["item"].get("collision_rate"),
+        "user_mq_learning_rate": summary["user"]["learning_rate"],
+        "item_mq_learning_rate": summary["item"]["learning_rate"],
     }
 
 

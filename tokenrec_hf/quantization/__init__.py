@@ -4,7 +4,12 @@ from .configuration_mq_tokenizer import MQTokenizerConfig
 from .metrics import codebook_metrics, evaluate_mq_tokenizer
 from .modeling_mq_tokenizer import MQTokenizer, MQTokenizerOutput, MQTokenizerPreTrainedModel
 from .plotting import plot_codebook_usage, plot_training_curves
-from .training import MQTokenizerTrainingArguments, MQTokenizerTrainingResult, train_mq_tokenizer
+from .training import (
+    MQTokenizerTrainingArguments,
+    MQTokenizerTrainingResult,
+    collapsed_codebooks,
+    train_mq_tokenizer,
+)
 
 __all__ = [
     "MQTokenizer",
@@ -14,6 +19,7 @@ __all__ = [
     "MQTokenizerTrainingArguments",
     "MQTokenizerTrainingResult",
     "codebook_metrics",
+    "collapsed_codebooks",
     "evaluate_mq_tokenizer",
     "plot_codebook_usage",
     "plot_training_curves",

@@ -447,7 +447,7 @@ def train_mq_tokenizer(
     progress.close()
     model.load_state_dict(best_state)
     model.eval()
-    _warn_on_collapsed_codebooks(model.encode(embeddings, args.eval_batch_size), codebook_size)
+    _warn_on_collapsed_codebooks(model.encode(embeddings, args.eval_batch_size), codebook_size, args.learning_rate)
     result = MQTokenizerTrainingResult(
         history=history,
         best_epoch=best_epoch,
@@ -459,23 +459,32 @@ def train_mq_tokenizer(
 
 
 # A codebook that uses fewer codewords than this share carries almost no information.
-# NOTE: with the default learning rate 5e-3, every codebook collapsed in the first epoch on a converged ML1M LightGCN
-# user table (seeds 42 and 43), and one codebook on a Beauty item table. A learning rate of 1e-3 kept the ML1M
-# codebooks in use over the first epochs. The cause is not understood, so training only warns.
+# NOTE: the collapse on a converged ML1M LightGCN user table came from dying ReLUs. After one epoch at learning rate
+# 5e-3, 79-92% of the units in the encoders' second and third hidden layers were zero for each of 2,000 users checked,
+# so each encoder output nearly a constant and all users got one code. At 1e-3 the units stayed alive. `tokenrec run` retrains a
+# collapsed tokenizer with a lower learning rate (`--mq_collapse_retries`); this function only finds the collapse.
 COLLAPSED_USAGE = 0.1
 
 
-def _warn_on_collapsed_codebooks(codes: torch.Tensor, codebook_size: int) -> None:
+def collapsed_codebooks(codes: torch.Tensor, codebook_size: int) -> dict[int, float]:
+    """Return `{codebook index: usage}` for every codebook whose codes use less than `COLLAPSED_USAGE` of it."""
+    usage = codebook_metrics(codes, codebook_size)["usage"]
+    return {index: value for index, value in enumerate(usage) if value < COLLAPSED_USAGE}
+
+
+def _warn_on_collapsed_codebooks(codes: torch.Tensor, codebook_size: int, learning_rate: float) -> None:
     """Log a warning for every codebook whose codes use less than `COLLAPSED_USAGE` of its codewords."""
-    metrics = codebook_metrics(codes, codebook_size)
-    for index, usage in enumerate(metrics["usage"]):
-        if usage < COLLAPSED_USAGE:
-            logger.warning(
-                f"Codebook {index} of the trained MQ-Tokenizer uses {usage:.1%} of its {codebook_size} codewords, so "
-                f"it has collapsed and {metrics['collision_rate']:.1%} of the entities share their whole code. "
-                "Check the codebook usage plot and retrain with a lower learning rate (1e-3 instead of 5e-3 "
-                "avoided the collapse on a table where it happened)."
-            )
+    collapsed = collapsed_codebooks(codes, codebook_size)
+    if not collapsed:
+        return
+    collision_rate = codebook_metrics(codes, codebook_size)["collision_rate"]
+    for index, usage in collapsed.items():
+        logger.warning(
+            f"Codebook {index} of the trained MQ-Tokenizer uses {usage:.1%} of its {codebook_size} codewords, so it "
+            f"has collapsed and {collision_rate:.1%} of the entities share their whole code. This happens when the "
+            f"encoder's ReLU units die early in training. Train again with a lower learning rate than "
+            f"{learning_rate:g} (for example {learning_rate / 5:g})."
+        )
 
 
 __all__ = ["MQTokenizerTrainingArguments", "MQTokenizerTrainingResult", "train_mq_tokenizer"]
