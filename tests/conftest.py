@@ -58,7 +58,9 @@ def tiny_t5_tokenizer_dir(tmp_path_factory) -> Path:
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
     )
 
-    wrapped = T5Tokenizer(tokenizer_object=tokenizer, extra_ids=0, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    wrapped = T5Tokenizer(
+        tokenizer_object=tokenizer, extra_ids=0, eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     folder = tmp_path_factory.mktemp("tiny_t5_tokenizer")
     wrapped.save_pretrained(folder)
     return folder

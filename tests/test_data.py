@@ -133,6 +133,21 @@ def test_sequence_file_repeated_user_rejected(tmp_path):
         from_sequence_file(path)
 
 
+def test_comma_separated_file_without_delimiter_names_it(tmp_path):
+    path = write(tmp_path / "seq.txt", "u1,a,b,c\nu2,a,b,d\n")
+
+    with pytest.raises(ValueError, match=r"seem to be separated by ','.*from_sequence_file\(path, delimiter=','\)"):
+        from_sequence_file(path)
+
+
+def test_latin1_file_suggests_conversion(tmp_path):
+    path = tmp_path / "seq.txt"
+    path.write_bytes("u1 caf\xe9 b c\n".encode("latin-1"))
+
+    with pytest.raises(ValueError, match=r"not valid utf-8 text.*iconv -f latin1.*encoding='latin-1'"):
+        from_sequence_file(path)
+
+
 def test_empty_file_rejected(tmp_path):
     path = write(tmp_path / "empty.txt", "\n\n")
 

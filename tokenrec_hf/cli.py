@@ -23,7 +23,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from transformers import HfArgumentParser
 
-from .pipeline import PipelineArguments, run_pipeline
+from .pipeline import STATE_FILE, PipelineArguments, resume_command, run_pipeline, unfinished_stages
 
 PROMPT_KINDS = ("history", "user_only", "unseen")
 
@@ -67,6 +67,15 @@ def recommend_from_folder(args: RecommendArguments) -> list[dict]:
     folder = Path(args.model_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"--model_dir {folder} does not exist; pass the output folder of `tokenrec run`.")
+    if (folder / STATE_FILE).is_file() and (unfinished := unfinished_stages(folder)):
+        hint = (
+            f"Finish it with `{resume_command(folder)}`."
+            if (folder / "pipeline_arguments.json").is_file()
+            else "Run `tokenrec run` again with the same arguments to finish it."
+        )
+        raise ValueError(
+            f"--model_dir {folder} is a `tokenrec run` folder whose stages {unfinished} have not finished. {hint}"
+        )
     tokenizer = TokenRecTokenizer.from_pretrained(folder)
     model = TokenRecForRetrieval.from_pretrained(folder)
     model.eval()

@@ -42,7 +42,8 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
     except UnicodeDecodeError as error:
         raise ValueError(
             f"{path} is not valid {encoding} text ({error.reason} at byte {error.start}). "
-            "Pass the file's encoding with `encoding=`, for example encoding='latin-1'."
+            "Convert the file to UTF-8 (for example `iconv -f latin1 -t utf-8 in.txt > out.txt`), or load it in "
+            "Python with its encoding, for example `encoding='latin-1'`."
         ) from error
     except (OSError, EOFError) as error:
         raise ValueError(f"{path} could not be read as a gzip file ({error}). Download or copy it again.") from error
@@ -115,11 +116,28 @@ def read_sequence_file(
         if user in sequences:
             raise ValueError(
                 f"{path}, line {number}: user {user!r} already has a sequence on {positions[user]}. Each user needs "
-                "exactly one line: merge the two lines, or pass has_user_id=False if the first token is an item."
+                "exactly one line: merge the two lines. If the first token of each line is an item, not a user, "
+                "load the file in Python with `from_sequence_file(path, has_user_id=False)`."
             )
         sequences[user] = items
         positions[user] = f"line {number}"
+    if delimiter is None:
+        _reject_other_separators(path, sequences)
     return RawSequences(str(path), sequences, positions)
+
+
+def _reject_other_separators(path: Path, sequences: dict[str, list[str]]) -> None:
+    """Raise when whitespace splitting left every line as one token that contains a comma, semicolon or vertical bar."""
+    if not sequences or any(sequences.values()):
+        return
+    example = next(iter(sequences))
+    for separator in (",", ";", "|"):
+        if separator in example:
+            raise ValueError(
+                f"{path}: every line is a single token, such as {example[:40]!r}, so the ids seem to be separated "
+                f"by {separator!r}. Replace the separators with spaces, or load the file in Python with "
+                f"`from_sequence_file(path, delimiter={separator!r})`."
+            )
 
 
 def from_sequence_file(
