@@ -225,12 +225,16 @@ def test_rerun_stage_invalidates_later_stages(tmp_path, tiny_backbone_dir):
     assert not stale.parent.exists()
 
 
-def test_collapsed_tokenizer_is_retrained_with_lower_learning_rate(tmp_path, tiny_backbone_dir):
+def test_collapsed_tokenizer_is_retrained_with_lower_learning_rate(tmp_path, tiny_backbone_dir, caplog):
     # A learning rate of 30 kills the encoders' ReLUs in the first steps, so the first tokenizers collapse.
     args = _arguments(
         tmp_path, tiny_backbone_dir, stop_after="tokenizers", codebook_size=16, mq_learning_rate=30.0, mq_epochs=3
     )
-    run_pipeline(args)
+    with caplog.at_level("WARNING"):
+        run_pipeline(args)
+    assert "The user MQ-Tokenizer collapsed (usage codebook 0:" in caplog.text
+    assert "training it again from scratch with learning rate 6 (1 of 2 retries)" in caplog.text
+    assert "of the items share their whole code with another item." in caplog.text
 
     metrics = json.loads((tmp_path / "run" / "codebook_metrics.json").read_text())
     state = PipelineState(tmp_path / "run").values["stages"]["tokenizers"]

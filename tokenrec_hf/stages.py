@@ -167,6 +167,10 @@ def run_tokenizer_stage(args: PipelineArguments, plan: BackbonePlan, output_dir:
         metrics = codebook_metrics(codes, quantizer.config.codebook_size)
         summary[side] = {key: value for key, value in metrics.items() if not isinstance(value, torch.Tensor)}
         summary[side].update(learning_rate=learning_rate, collapsed_learning_rates=collapsed_at)
+        logger.warning(
+            f"{side.capitalize()} MQ-Tokenizer: {metrics['collision_rate']:.1%} of the {side}s share their whole code "
+            f"with another {side}. The least used codebook uses {metrics['min_usage']:.1%} of its codewords."
+        )
         plot_codebook_usage(codes, quantizer.config.codebook_size, output_dir / "plots" / f"{side}_codebook_usage.png")
         plot_training_curves(result.history, output_dir / "plots" / f"{side}_quantizer_training.png")
 
