@@ -2,7 +2,8 @@
 
 For the item and the user side this trains the default MQ-Tokenizer and three ablations: masking off, one-way with a
 single codebook of K * L codewords, and a residual quantizer. It prints reconstruction error, codeword usage,
-perplexity, collision rate and training time as a table. The default tokenizers are saved, reloaded and checked to
+perplexity, collision rate, the largest share of dead encoder units (hidden units that output zero for every row)
+and training time as a table. The default tokenizers are saved, reloaded and checked to
 give every entity the same code. The last line of stdout is one JSON object with the keys "item" and "user" (the
 default configuration) and "variants" (every configuration).
 
@@ -32,6 +33,7 @@ from tokenrec_hf.quantization import (
     MQTokenizer,
     MQTokenizerConfig,
     MQTokenizerTrainingArguments,
+    dead_unit_fractions,
     evaluate_mq_tokenizer,
     plot_codebook_usage,
     plot_training_curves,
@@ -177,6 +179,7 @@ def run_variant(
         "min_perplexity": round(metrics["min_perplexity"], 1),
         "unique_codes": metrics["unique_codes"],
         "collision_rate": round(metrics["collision_rate"], 4),
+        "dead_units": [[round(value, 3) for value in layers] for layers in dead_unit_fractions(model, embeddings)],
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
         "train_seconds": round(seconds, 1),
@@ -188,10 +191,15 @@ def run_variant(
     return record
 
 
+def max_dead_units(record: dict[str, Any]) -> float:
+    """Return the highest fraction of dead hidden units over every encoder layer of one variant."""
+    return max((value for layers in record["dead_units"] for value in layers), default=0.0)
+
+
 def print_table(rows: list[tuple[str, str, dict[str, Any]]]) -> None:
     header = (
         f"{'side':<5} {'variant':<9} {'N':>6} {'KxL':>7} {'recon MSE':>10} {'rel err':>8} {'min use':>8} "
-        f"{'min ppl':>8} {'collide':>8} {'unique':>7} {'epochs':>7} {'train s':>8}"
+        f"{'min ppl':>8} {'collide':>8} {'unique':>7} {'dead':>6} {'epochs':>7} {'train s':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -201,7 +209,7 @@ def print_table(rows: list[tuple[str, str, dict[str, Any]]]) -> None:
             f"{side:<5} {name:<9} {record['num_entities']:>6} {shape:>7} {record['reconstruction_mse']:>10.4f} "
             f"{record['relative_reconstruction_error']:>8.3f} {record['min_usage']:>8.3f} "
             f"{record['min_perplexity']:>8.1f} {record['collision_rate']:>8.4f} {record['unique_codes']:>7} "
-            f"{record['epochs']:>7} {record['train_seconds']:>8.1f}"
+            f"{max_dead_units(record):>6.2f} {record['epochs']:>7} {record['train_seconds']:>8.1f}"
         )
 
 

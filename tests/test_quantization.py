@@ -14,6 +14,7 @@ from tokenrec_hf.quantization import (
     MQTokenizerConfig,
     MQTokenizerTrainingArguments,
     codebook_metrics,
+    dead_unit_fractions,
     evaluate_mq_tokenizer,
     plot_codebook_usage,
     plot_training_curves,
@@ -361,3 +362,19 @@ def test_evaluate_reports_reconstruction(clustered_embeddings):
     assert len(metrics["usage"]) == 2
     assert 0 < metrics["reconstruction_mse"]
     assert 0 < metrics["relative_reconstruction_error"] < 1
+
+
+def test_dead_unit_fractions_find_dead_relus(clustered_embeddings):
+    model = MQTokenizer(tiny_config())
+    model.set_input_statistics(clustered_embeddings)
+
+    fractions = dead_unit_fractions(model, clustered_embeddings)
+    assert len(fractions) == model.config.num_codebooks
+    assert all(len(layers) == len(model.encoders[0].layers) - 1 for layers in fractions)
+
+    # A large negative bias turns every unit of the first hidden layer of encoder 0 off for every row.
+    with torch.no_grad():
+        model.encoders[0].layers[0].bias.fill_(-1e4)
+    fractions = dead_unit_fractions(model, clustered_embeddings)
+    assert fractions[0][0] == 1.0
+    assert fractions[1][0] < 1.0

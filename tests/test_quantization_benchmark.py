@@ -58,6 +58,7 @@ def test_benchmark_ends_with_json_line(tmp_path, saved_lightgcn, capsys):
         assert summary[side]["num_entities"] == rows
         assert {"collision_rate", "min_usage", "perplexity"} <= set(summary[side])
         assert summary[side]["codes_lost_on_reload"] == 0
+        assert all(0.0 <= value <= 1.0 for layers in summary[side]["dead_units"] for value in layers)
         assert sorted(summary["variants"][side]) == ["default", "no_mask", "one_way", "residual"]
     assert summary["variants"]["item"]["one_way"]["codebook_size"] == 8
     assert summary["variants"]["item"]["one_way"]["num_codebooks"] == 1

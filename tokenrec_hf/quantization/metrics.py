@@ -119,4 +119,32 @@ def evaluate_mq_tokenizer(model: Any, embeddings: torch.Tensor, batch_size: int 
     )
 
 
-__all__ = ["codebook_metrics", "evaluate_mq_tokenizer"]
+@torch.no_grad()
+def dead_unit_fractions(model: Any, embeddings: torch.Tensor) -> list[list[float]]:
+    r"""
+    Measure, for each encoder's hidden layers, the fraction of units whose activation is zero for every row.
+
+    With ReLU, a unit that outputs zero for every input gets no gradient and stays off ("dies"). When most units of a
+    layer die, the encoder outputs nearly the same vector for every entity, and its codebook collapses to one
+    codeword.
+
+    Args:
+        model ([`MQTokenizer`]): The tokenizer to inspect.
+        embeddings (`torch.Tensor` of shape `(N, input_dim)`): The rows to run through the encoders, unmasked.
+
+    Returns:
+        `list[list[float]]`: per encoder, one fraction per hidden layer.
+    """
+    model.eval()
+    inputs = model.standardize(torch.as_tensor(embeddings, dtype=torch.float32))
+    fractions = []
+    for encoder in model.encoders:
+        hidden_states, per_layer = inputs, []
+        for layer in encoder.layers[:-1]:
+            hidden_states = encoder.activation(layer(hidden_states))
+            per_layer.append(float((hidden_states == 0).all(dim=0).float().mean()))
+        fractions.append(per_layer)
+    return fractions
+
+
+__all__ = ["codebook_metrics", "dead_unit_fractions", "evaluate_mq_tokenizer"]
