@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -524,7 +525,7 @@ def resume_command(output_dir: Path) -> str:
         if isinstance(value, bool):
             parts.append(f"--{name}" if value else f"--{name} false")
         else:
-            parts.append(f"--{name} {value}")
+            parts.append(f"--{name} {shlex.quote(str(value))}")
     return " ".join(parts)
 
 
