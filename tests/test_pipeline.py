@@ -83,6 +83,12 @@ def test_unknown_dataset_lists_known_ones():
         ({"collaborative_learning_rate": float("nan")}, "collaborative_learning_rate=nan must be a finite"),
         ({"mq_epochs": 0}, "mq_epochs=0 must be a positive integer"),
         ({"mq_collapse_retries": -1}, "mq_collapse_retries=-1 must be 0 or a positive integer"),
+        ({"num_train_epochs": 0}, "num_train_epochs=0 must be a finite positive number"),
+        ({"num_train_epochs": float("nan")}, "num_train_epochs=nan must be a finite positive number"),
+        ({"max_train_steps": 0}, "max_train_steps=0 must be a positive number of steps, or -1"),
+        ({"per_device_train_batch_size": 0}, "per_device_train_batch_size=0 must be a positive integer"),
+        ({"num_layers": -1}, "num_layers=-1 must be 0 or a positive integer"),
+        ({"num_codebooks": 1000}, r"num_codebooks \(K\) must be an integer in \[1, 64\]"),
         ({"codebook_size": 1}, "codebook_size=1 must be at least 2"),
         ({"margin": -1.5}, r"margin=-1.5 must be in \[-1, 1\]"),
         ({"example_sampling": "foo"}, "example_sampling='foo' is not supported"),
@@ -281,7 +287,87 @@ def test_recommend_on_unfinished_folder_gives_resume_command(tmp_path, tiny_back
     error = capsys.readouterr().err
     assert "stages ['tokenizers', 'llm'] have not finished" in error
     assert f"tokenrec run --backbone {tiny_backbone_dir}" in error
-    assert "--stop_after collaborative" in error
+    assert f"--output_dir {tmp_path / 'run'}" in error
+    assert "--stop_after" not in error
+
+
+def test_help_lists_options(capsys):
+    for command in ("run", "recommend"):
+        with pytest.raises(SystemExit) as raised:
+            main([command, "--help"])
+        assert raised.value.code == 0
+    assert "--mq_collapse_retries" in capsys.readouterr().out
+
+
+def test_unknown_command_is_named(capsys):
+    assert main(["runn"]) == 2
+    assert "unknown command 'runn'; use 'run' or 'recommend'" in capsys.readouterr().err
+
+
+def test_overwrite_rejects_folder_that_is_not_a_run(tmp_path, tiny_backbone_dir):
+    notes = tmp_path / "thesis" / "notes.txt"
+    notes.parent.mkdir()
+    notes.write_text("keep me")
+
+    with pytest.raises(ValueError, match="only deletes `tokenrec run` output folders"):
+        run_pipeline(_arguments(tmp_path, tiny_backbone_dir, output_dir=str(notes.parent), overwrite_output_dir=True))
+    assert notes.read_text() == "keep me"
+
+
+def test_overwrite_rejects_folder_holding_the_data(tmp_path, tiny_backbone_dir):
+    args = _arguments(tmp_path, tiny_backbone_dir, output_dir=str(tmp_path), overwrite_output_dir=True)
+    (tmp_path / "pipeline_state.json").write_text('{"stages": {}}')
+
+    with pytest.raises(ValueError, match="which contains --data_dir"):
+        run_pipeline(args)
+    assert (Path(args.data_dir) / "user_sequence.txt").is_file()
+
+
+def test_overwrite_replaces_a_run_folder(tmp_path, tiny_backbone_dir):
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="data"))
+    stale = tmp_path / "run" / "stale.txt"
+    stale.write_text("old")
+
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="data", overwrite_output_dir=True))
+
+    assert not stale.exists()
+    assert PipelineState(tmp_path / "run").finished("data")
+
+
+def test_changed_data_file_is_rejected(tmp_path, tiny_backbone_dir):
+    args = _arguments(tmp_path, tiny_backbone_dir, stop_after="data")
+    run_pipeline(args)
+    _write_sequences(Path(args.data_dir), num_users=50, seed=1)
+
+    with pytest.raises(ValueError, match="user_sequence.txt changed after stage 'data' finished"):
+        run_pipeline(args)
+
+
+def test_same_folder_spelled_differently_is_accepted(tmp_path, tiny_backbone_dir):
+    args = _arguments(tmp_path, tiny_backbone_dir, stop_after="data")
+    run_pipeline(args)
+
+    respelled = _arguments(tmp_path, tiny_backbone_dir, stop_after="data", data_dir=args.data_dir + "/")
+    run_pipeline(respelled)
+
+
+def test_non_t5_base_tokenizer_fails_before_training(tmp_path, tiny_backbone_dir):
+    from transformers import BertTokenizerFast
+
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]))
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+
+    with pytest.raises(ValueError, match="contains a BertTokenizer.*needs a T5 tokenizer"):
+        validate_arguments(_arguments(tmp_path, tiny_backbone_dir, base_tokenizer=str(folder)))
+
+
+def test_empty_base_tokenizer_folder_fails_before_training(tmp_path, tiny_backbone_dir):
+    (tmp_path / "empty").mkdir()
+
+    with pytest.raises(ValueError, match="Could not load a T5 tokenizer from"):
+        validate_arguments(_arguments(tmp_path, tiny_backbone_dir, base_tokenizer=str(tmp_path / "empty")))
 
 
 def test_data_dir_that_is_a_file(tmp_path, tiny_backbone_dir):
@@ -370,6 +456,25 @@ def test_recommend_unknown_history_item(trained_folder, capsys):
     assert "999999" in error
 
 
+def test_recommend_lists_every_unknown_history_item(trained_folder, capsys):
+    code = main(["recommend", "--model_dir", str(trained_folder), "--history", "1", "999998", "999999"])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "--history has 2 item ids that are not in this model's catalog" in error
+    assert "['999998', '999999']" in error
+
+
+def test_recommend_prompt_kind_any_case(trained_folder, capsys):
+    assert main(["recommend", "--model_dir", str(trained_folder), "--user", "3", "--prompt", "HISTORY"]) == 0
+    assert "Top-10 for 3:" in capsys.readouterr().out
+
+
+def test_recommend_model_dir_that_is_a_file(trained_folder, capsys):
+    code = main(["recommend", "--model_dir", str(trained_folder / "config.json"), "--user", "3"])
+    assert code == 1
+    assert "config.json is a file; pass the output folder" in capsys.readouterr().err
+
+
 def test_recommend_invalid_prompt_kind(trained_folder, capsys):
     code = main(["recommend", "--model_dir", str(trained_folder), "--user", "3", "--prompt", "foo"])
     assert code == 1
@@ -384,4 +489,4 @@ def test_recommend_corrupted_weights(trained_folder, tmp_path, capsys):
 
     code = main(["recommend", "--model_dir", str(folder), "--user", "3"])
     assert code == 1
-    assert "safetensors file is corrupted" in capsys.readouterr().err
+    assert f"The model in {folder} has a corrupted safetensors file" in capsys.readouterr().err

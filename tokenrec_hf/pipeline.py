@@ -28,6 +28,7 @@ import torch
 from transformers import T5Config
 from transformers.utils import logging
 
+from .data.download import sha256_of_file
 from .data_collator import EXAMPLE_SAMPLING_MODES
 from .utils import HubUnreachableError, atomic_write_json, atomic_write_text, load_json, resolve_pretrained_folder
 from .version import __version__
@@ -53,6 +54,9 @@ STAGE_OUTPUTS = {
     "llm": ("config.json", "model.safetensors", "llm_training_summary.json"),
     "test": ("metrics.json", "results.md"),
 }
+
+# Arguments that may name a local folder; `data/x/` and `./data/x` name the same one.
+PATH_ARGUMENTS = ("data_dir", "backbone", "base_tokenizer")
 
 # Folders where a stage keeps checkpoints to resume from. When an earlier stage runs again, these belong to
 # artifacts that no longer match, so they are deleted instead of resumed.
@@ -157,7 +161,7 @@ class PipelineArguments:
     mq_collapse_retries: int = field(
         default=2,
         metadata={
-            "help": "When a trained MQ-Tokenizer has a codebook that uses under 10% of its codewords, train it again "
+            "help": "When a trained MQ-Tokenizer has a codebook that uses under 10%% of its codewords, train it again "
             "from scratch with a 5 times lower learning rate, at most this many times. 0 keeps the first result."
         },
     )
@@ -248,7 +252,7 @@ class PipelineArguments:
             raise ValueError(f"unseen_user_fraction={self.unseen_user_fraction} must be in [0, 0.5).")
         positive = ("num_codebooks", "codebook_size", "embedding_dim", "max_sequence_length", "num_negatives")
         positive += ("collaborative_epochs", "collaborative_batch_size", "collaborative_patience", "mq_epochs")
-        positive += ("early_stopping_patience",)
+        positive += ("early_stopping_patience", "per_device_train_batch_size", "per_device_eval_batch_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer.")
@@ -260,6 +264,16 @@ class PipelineArguments:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value} must be a finite positive number.")
+        if not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
+            raise ValueError(f"num_train_epochs={self.num_train_epochs} must be a finite positive number.")
+        if self.max_train_steps == 0 or self.max_train_steps < -1:
+            raise ValueError(
+                f"max_train_steps={self.max_train_steps} must be a positive number of steps, or -1 to run every epoch."
+            )
+        if self.num_layers < 0:
+            raise ValueError(
+                f"num_layers={self.num_layers} must be 0 or a positive integer (3 is usual for LightGCN)."
+            )
         if self.codebook_size < 2:
             raise ValueError(f"codebook_size={self.codebook_size} must be at least 2.")
         if not (math.isfinite(self.margin) and -1.0 <= self.margin <= 1.0):
@@ -271,6 +285,16 @@ class PipelineArguments:
                 "preset='cpu-small' shrinks the backbone, so it always starts from random weights; "
                 "use --preset t5-small with --backbone_init pretrained."
             )
+        # The MQ-Tokenizer configuration has its own limits (such as K <= 64); meet them before any stage trains.
+        from .quantization import MQTokenizerConfig
+
+        MQTokenizerConfig(
+            input_dim=self.embedding_dim,
+            num_codebooks=self.num_codebooks,
+            codebook_size=self.codebook_size,
+            mask_ratio=self.mask_ratio,
+            quantizer=self.quantizer,
+        )
 
 
 # Field defaults, for folders whose recorded arguments predate a field.
@@ -385,18 +409,17 @@ class PipelineState:
         if self.path.is_file():
             self.values = load_json(self.path, what="pipeline state")
 
-    def finished(self, stage: str) -> bool:
+    def finished(self, stage: str, log_missing: bool = True) -> bool:
         """Return whether `stage` finished and its files are still in the output folder."""
         if stage not in self.values["stages"]:
             return False
         missing = [name for name in STAGE_OUTPUTS.get(stage, ()) if not (self.path.parent / name).is_file()]
-        if missing:
-            logger.warning(f"Stage {stage!r} finished earlier but {missing} are missing; running it again.")
-            return False
-        return True
+        if missing and log_missing:
+            logger.warning(f"Stage {stage!r} finished earlier but {missing} are missing, so it runs again.")
+        return not missing
 
     def check_arguments(self, stage: str, args: PipelineArguments) -> None:
-        """Raise when `args` differ from the arguments `stage` finished with."""
+        """Raise when `args` differ from the arguments `stage` finished with, or its data file changed since."""
         record = self.values["stages"].get(stage)
         if record is None:
             return
@@ -404,11 +427,17 @@ class PipelineState:
             # A folder written before an argument existed ran with that argument's default.
             saved = record["arguments"].get(name, ARGUMENT_DEFAULTS.get(name))
             current = getattr(args, name)
-            if saved != current:
+            if not _same_argument(name, saved, current):
                 raise ValueError(
                     f"{self.path.parent} finished stage {stage!r} with {name}={saved!r}, but this run has "
                     f"{name}={current!r}. Use another --output_dir, or --overwrite_output_dir to start over."
                 )
+        source, digest = record.get("source"), record.get("source_sha256")
+        if source and digest and Path(source).is_file() and sha256_of_file(source) != digest:
+            raise ValueError(
+                f"{source} changed after stage {stage!r} finished in {self.path.parent}, so the saved split no longer "
+                "matches it. Use another --output_dir, or --overwrite_output_dir to split the new file."
+            )
 
     def forget_later_stages(self, stage: str) -> None:
         """Drop every stage after `stage`, with its checkpoints, because `stage` is about to run again."""
@@ -435,6 +464,16 @@ class PipelineState:
         atomic_write_json(self.path, self.values)
 
 
+def _same_argument(name: str, saved: Any, current: Any) -> bool:
+    """Compare a recorded argument with the current one, treating two spellings of one local folder as equal."""
+    if saved == current:
+        return True
+    if name not in PATH_ARGUMENTS or saved is None or current is None:
+        return False
+    current_path = Path(current).expanduser()
+    return current_path.exists() and current_path.resolve() == Path(saved).expanduser().resolve()
+
+
 def validate_arguments(args: PipelineArguments) -> BackbonePlan:
     """Check paths, names and the backbone before any training, so mistakes fail in the first second.
 
@@ -453,10 +492,52 @@ def validate_arguments(args: PipelineArguments) -> BackbonePlan:
             f"--data_dir {args.data_dir} does not exist. Pass the folder that contains the {args.dataset} files, "
             "or leave it unset to use $TOKENREC_DATA_DIR or a download."
         )
+    if args.overwrite_output_dir and output_dir.is_dir():
+        _check_overwrite(output_dir, args.data_dir)
     plan = plan_backbone(args)
-    if not Path(plan.tokenizer_source).expanduser().is_dir():
-        resolve_pretrained_folder(plan.tokenizer_source, artifact="T5 tokenizer", allow_patterns=["*.json", "*.model"])
+    _check_base_tokenizer(plan.tokenizer_source)
     return plan
+
+
+def _check_overwrite(output_dir: Path, data_dir: str | None) -> None:
+    """Raise unless `output_dir` is a folder that `--overwrite_output_dir` may delete: empty, or a run folder."""
+    folder = output_dir.expanduser().resolve()
+    if Path.cwd().resolve().is_relative_to(folder):
+        raise ValueError(
+            f"--overwrite_output_dir would delete {folder}, which contains the current working directory. "
+            "Pass a subfolder as --output_dir."
+        )
+    if data_dir is not None and Path(data_dir).expanduser().resolve().is_relative_to(folder):
+        raise ValueError(
+            f"--overwrite_output_dir would delete {folder}, which contains --data_dir {data_dir}. "
+            "Keep the data outside the output folder."
+        )
+    if any(folder.iterdir()) and not (folder / STATE_FILE).is_file():
+        raise ValueError(
+            f"--overwrite_output_dir only deletes `tokenrec run` output folders, and {folder} has no {STATE_FILE}. "
+            "Pass a new or empty folder as --output_dir, or delete this one yourself."
+        )
+
+
+def _check_base_tokenizer(source: str) -> None:
+    """Load the text tokenizer once, so that a missing or non-T5 tokenizer fails before any training."""
+    from transformers import AutoTokenizer
+
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        folder = resolve_pretrained_folder(source, artifact="T5 tokenizer", allow_patterns=["*.json", "*.model"])
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(
+            f"Could not load a T5 tokenizer from {source} ({error}). Pass --base_tokenizer (or --backbone) a folder "
+            "with t5-small's tokenizer.json or spiece.model."
+        ) from error
+    if "T5" not in type(tokenizer).__name__:
+        raise ValueError(
+            f"{source} contains a {type(tokenizer).__name__}, but TokenRec needs a T5 tokenizer. Pass --base_tokenizer "
+            "(or --backbone) a folder with t5-small's tokenizer files."
+        )
 
 
 def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
@@ -466,6 +547,7 @@ def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
         torch.set_num_threads(args.num_threads)
     output_dir = Path(args.output_dir)
     if args.overwrite_output_dir and output_dir.exists():
+        logger.warning(f"Deleting {output_dir} before the run, because of --overwrite_output_dir.")
         shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "plots").mkdir(exist_ok=True)
@@ -518,6 +600,8 @@ def _run_stages(
 def resume_command(output_dir: Path) -> str:
     """Return the `tokenrec run` command that continues `output_dir`, from its saved non-default arguments."""
     saved = load_json(output_dir / "pipeline_arguments.json", what="pipeline arguments")
+    # The folder as the caller names it now (it may have moved), and no `--stop_after`, so that the command finishes.
+    saved.update(output_dir=str(output_dir), stop_after=None)
     parts = ["tokenrec run"]
     for name, value in sorted(saved.items()):
         if name not in ARGUMENT_DEFAULTS or value == ARGUMENT_DEFAULTS[name] or value is None:
@@ -532,7 +616,7 @@ def resume_command(output_dir: Path) -> str:
 def unfinished_stages(output_dir: Path) -> list[str]:
     """Return the stages a `tokenrec run` folder still has to run before it can recommend."""
     state = PipelineState(output_dir)
-    return [stage for stage in ("tokenizers", "llm") if not state.finished(stage)]
+    return [stage for stage in ("tokenizers", "llm") if not state.finished(stage, log_missing=False)]
 
 
 def save_arguments(args: PipelineArguments, output_dir: Path) -> None:
