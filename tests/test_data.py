@@ -148,6 +148,32 @@ def test_latin1_file_suggests_conversion(tmp_path):
         from_sequence_file(path)
 
 
+def test_byte_order_mark_is_not_part_of_first_id(tmp_path):
+    path = tmp_path / "seq.txt"
+    path.write_bytes(b"\xef\xbb\xbfu1 a b c\nu2 a b d\n")
+
+    data = from_sequence_file(path)
+
+    assert data.user_ids == ["u1", "u2"]
+
+
+def test_binary_file_is_named_as_such(tmp_path):
+    path = tmp_path / "seq.txt"
+    path.write_bytes(b"\x7fELF\x00\x00\x01 a b c\n")
+
+    with pytest.raises(ValueError, match=r"seq\.txt contains NUL bytes, so it is a binary file"):
+        from_sequence_file(path)
+
+
+def test_utf16_file_with_its_encoding(tmp_path):
+    path = tmp_path / "seq.txt"
+    path.write_bytes("u1 a b c\nu2 a b d\n".encode("utf-16"))
+
+    data = from_sequence_file(path, encoding="utf-16")
+
+    assert data.user_ids == ["u1", "u2"]
+
+
 def test_empty_file_rejected(tmp_path):
     path = write(tmp_path / "empty.txt", "\n\n")
 
@@ -535,7 +561,7 @@ def test_split_stats_table(sequence_file):
     assert stats["train_interactions"] == 7
     assert stats["interactions"] == 15
     assert "| interactions" in table
-    assert table.startswith("toy\n")
+    assert table.startswith("Split of toy:\n")
 
 
 def test_save_and_load_round_trip(sequence_file, tmp_path):

@@ -19,11 +19,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from safetensors import SafetensorError
 from transformers import HfArgumentParser
+from transformers.utils import logging
 
 from .pipeline import STATE_FILE, PipelineArguments, resume_command, run_pipeline, unfinished_stages
+from .version import __version__
 
 PROMPT_KINDS = ("history", "user_only", "unseen")
 
@@ -43,6 +46,7 @@ class RecommendArguments:
     prompt: str = field(default="history", metadata={"help": "Prompt kind: 'history', 'user_only' or 'unseen'."})
 
     def __post_init__(self) -> None:
+        self.prompt = self.prompt.lower()
         if self.prompt not in PROMPT_KINDS:
             raise ValueError(f"--prompt {self.prompt!r} is not supported; use one of {list(PROMPT_KINDS)}.")
         if self.top_k < 1:
@@ -65,6 +69,8 @@ def recommend_from_folder(args: RecommendArguments) -> list[dict]:
     if not args.user and not args.history:
         raise ValueError("Pass --user RAW_ID for a known user, or --history ITEM [ITEM ...] for a new user.")
     folder = Path(args.model_dir)
+    if folder.is_file():
+        raise NotADirectoryError(f"--model_dir {folder} is a file; pass the output folder of `tokenrec run`.")
     if not folder.is_dir():
         raise FileNotFoundError(f"--model_dir {folder} does not exist; pass the output folder of `tokenrec run`.")
     if (folder / STATE_FILE).is_file() and (unfinished := unfinished_stages(folder)):
@@ -76,14 +82,14 @@ def recommend_from_folder(args: RecommendArguments) -> list[dict]:
         raise ValueError(
             f"--model_dir {folder} is a `tokenrec run` folder whose stages {unfinished} have not finished. {hint}"
         )
-    tokenizer = TokenRecTokenizer.from_pretrained(folder)
-    model = TokenRecForRetrieval.from_pretrained(folder)
+    tokenizer = _load("tokenizer", TokenRecTokenizer.from_pretrained, folder)
+    model = _load("model", TokenRecForRetrieval.from_pretrained, folder)
     model.eval()
     template = resolve_eval_template(tokenizer, args.prompt)
     data = InteractionData.from_pretrained(folder / "data") if (folder / "data").is_dir() else None
-    collaborative = (
-        CollaborativeModel.from_pretrained(folder / "collaborative") if (folder / "collaborative").is_dir() else None
-    )
+    collaborative = None
+    if (folder / "collaborative").is_dir():
+        collaborative = _load("collaborative model", CollaborativeModel.from_pretrained, folder / "collaborative")
 
     requests = []
     known = set(tokenizer.user_ids)
@@ -99,6 +105,14 @@ def recommend_from_folder(args: RecommendArguments) -> list[dict]:
             history = [data.item_ids[item] for item in data.history(index, "test")]
         requests.append(("user", user, history))
     if args.history:
+        catalog = set(tokenizer.item_ids)
+        unknown = [item for item in args.history if item not in catalog]
+        if unknown:
+            raise ValueError(
+                f"--history has {len(unknown)} item ids that are not in this model's catalog of {len(catalog)} items: "
+                f"{unknown[:10]}. Remove them from --history. To add new items, see the how-to guide on new users "
+                "and items (docs/howto/new_users_and_items.md), which uses the Python API."
+            )
         requests.append(("history", None, list(args.history)))
 
     outputs = []
@@ -121,6 +135,17 @@ def recommend_from_folder(args: RecommendArguments) -> list[dict]:
     return outputs
 
 
+def _load(artifact: str, loader: Any, folder: Path) -> Any:
+    """Call `loader(folder)`, naming the artifact and its folder when a safetensors file in it is corrupted."""
+    try:
+        return loader(folder)
+    except SafetensorError as error:
+        raise ValueError(
+            f"The {artifact} in {folder} has a corrupted safetensors file ({error}). Copy the folder again, or delete "
+            "the damaged stage's files there and run `tokenrec run` again with the same arguments to rebuild them."
+        ) from error
+
+
 def format_recommendations(outputs: list[dict]) -> str:
     """Format recommendations as one Markdown table per user."""
     blocks = []
@@ -138,7 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in commands:
         top = argparse.ArgumentParser(prog="tokenrec", description="TokenRec for Hugging Face.")
         top.add_argument("command", choices=sorted(commands), help="'run' trains every stage; 'recommend' queries.")
-        top.print_help()
+        top.add_argument("--version", action="version", version=f"tokenrec_hf {__version__}")
+        if argv and argv[0] in {"-h", "--help", "--version"}:
+            top.parse_args(argv[:1])  # prints the help or the version, and exits with status 0
+        top.print_help(sys.stderr)
+        if argv:
+            print(f"tokenrec: error: unknown command {argv[0]!r}; use 'run' or 'recommend'.", file=sys.stderr)
         return 2
 
     command, rest = argv[0], argv[1:]
@@ -149,7 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "run":
             run_pipeline(arguments)
         else:
-            print(format_recommendations(recommend_from_folder(arguments)))
+            # The weight-loading bars of transformers would clutter the table that this command prints.
+            bars_were_enabled = logging.is_progress_bar_enabled()
+            logging.disable_progress_bar()
+            try:
+                print(format_recommendations(recommend_from_folder(arguments)))
+            finally:
+                if bars_were_enabled:
+                    logging.enable_progress_bar()
     except SafetensorError as error:
         print(
             f"tokenrec {command}: error: a safetensors file is corrupted ({error}). Delete the damaged stage's files "

@@ -889,7 +889,7 @@ def _count_users(
 
 
 def _user_label(users: Sequence[Any] | None, row: int) -> str:
-    return repr(users[row]) if users is not None else f"at row {row}"
+    return repr(users[row]) if users is not None else f"given by histories[{row}]"
 
 
 def _inference_template(tokenizer: Any, template: int | str | None, has_history: bool) -> str:

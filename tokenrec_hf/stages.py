@@ -49,6 +49,7 @@ def _unseen_user_histories(data: InteractionData) -> list[list[int]]:
 def run_data_stage(args: PipelineArguments, plan: BackbonePlan, output_dir: Path) -> dict[str, Any]:
     """Load the named dataset, split it with leave-one-out, and save the split to `data/`."""
     from .data import load_named_dataset
+    from .data.download import sha256_of_file
 
     data = load_named_dataset(
         args.dataset,
@@ -58,7 +59,11 @@ def run_data_stage(args: PipelineArguments, plan: BackbonePlan, output_dir: Path
     )
     data.save_pretrained(output_dir / "data")
     print(data.format_split_stats())
-    return {"num_users": data.num_users, "num_items": data.num_items, "num_interactions": data.num_interactions}
+    facts = {"num_users": data.num_users, "num_items": data.num_items, "num_interactions": data.num_interactions}
+    if data.source is not None and Path(data.source).is_file():
+        # Lets a later run notice that the file changed under a finished data stage.
+        facts.update(source=str(Path(data.source).resolve()), source_sha256=sha256_of_file(data.source))
+    return facts
 
 
 def run_collaborative_stage(args: PipelineArguments, plan: BackbonePlan, output_dir: Path) -> dict[str, Any]:
@@ -67,6 +72,8 @@ def run_collaborative_stage(args: PipelineArguments, plan: BackbonePlan, output_
 
     data = _load_data(output_dir)
     work_dir = output_dir / "collaborative_training"
+    if (work_dir / "checkpoint").is_dir():
+        logger.warning(f"Resuming the collaborative stage from {work_dir / 'checkpoint'}.")
     config = CollaborativeConfig(
         architecture=args.collaborative_model,
         num_users=data.num_users,
@@ -245,6 +252,8 @@ def run_llm_stage(args: PipelineArguments, plan: BackbonePlan, output_dir: Path)
     checkpoints = output_dir / "llm_checkpoints"
     resume = checkpoints.is_dir() and any(path.name.startswith("checkpoint-") for path in checkpoints.iterdir())
     trainer = _build_trainer(args, output_dir, model, tokenizer, data)
+    if resume:
+        logger.warning(f"Resuming the LLM stage from the latest checkpoint in {checkpoints}.")
     started = time.time()
     trainer.train(resume_from_checkpoint=True if resume else None)
     train_seconds = time.time() - started

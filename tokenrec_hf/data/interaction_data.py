@@ -314,7 +314,7 @@ class InteractionData:
         for key, value in stats.items():
             text = f"{value:,}" if isinstance(value, int) else f"{value}"
             lines.append(f"| {key.ljust(width)} | {text} |")
-        return f"{self.name}\n" + "\n".join(lines)
+        return f"Split of {self.name}:\n" + "\n".join(lines)
 
     def __repr__(self) -> str:
         return (

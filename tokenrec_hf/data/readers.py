@@ -34,11 +34,20 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
         raise FileNotFoundError(f"Interaction file {path} does not exist. Check the path.")
     with open(path, "rb") as handle:
         compressed = handle.read(2) == _GZIP_MAGIC
+    # Editors on Windows often start UTF-8 files with a byte-order mark, which would otherwise stick to the first id.
+    decoding = "utf-8-sig" if encoding.lower().replace("_", "-") in {"utf-8", "utf8"} else encoding
     try:
         if compressed:
-            with gzip.open(path, "rt", encoding=encoding) as handle:
-                return handle.read()
-        return path.read_text(encoding=encoding)
+            with gzip.open(path, "rb") as handle:
+                content = handle.read()
+        else:
+            content = path.read_bytes()
+        # UTF-16 and UTF-32 text contains NUL bytes, but text in UTF-8 or an 8-bit encoding does not.
+        if b"\x00" in content[:8192] and not decoding.lower().startswith(("utf-16", "utf16", "utf-32", "utf32")):
+            raise ValueError(
+                f"{path} contains NUL bytes, so it is a binary file, not a text file of interactions. Check the path."
+            )
+        return content.decode(decoding)
     except UnicodeDecodeError as error:
         raise ValueError(
             f"{path} is not valid {encoding} text ({error.reason} at byte {error.start}). "
