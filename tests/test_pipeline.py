@@ -241,6 +241,7 @@ def test_collapsed_tokenizer_is_retrained_with_lower_learning_rate(tmp_path, tin
     assert "The user MQ-Tokenizer collapsed (usage codebook 0:" in caplog.text
     assert "training it again from scratch with learning rate 6 (1 of 2 retries)" in caplog.text
     assert "of the items share their whole code with another item." in caplog.text
+    assert "of the trained MQ-Tokenizer uses" not in caplog.text
 
     metrics = json.loads((tmp_path / "run" / "codebook_metrics.json").read_text())
     state = PipelineState(tmp_path / "run").values["stages"]["tokenizers"]
@@ -250,23 +251,25 @@ def test_collapsed_tokenizer_is_retrained_with_lower_learning_rate(tmp_path, tin
         assert metrics[side]["learning_rate"] == pytest.approx(30.0 / 5 ** len(tried))
         assert state[f"{side}_mq_learning_rate"] == metrics[side]["learning_rate"]
 
-    # Without retries the first, collapsed result is kept.
-    run_pipeline(
-        _arguments(
-            tmp_path,
-            tiny_backbone_dir,
-            output_dir=str(tmp_path / "no-retry"),
-            stop_after="tokenizers",
-            codebook_size=16,
-            mq_learning_rate=30.0,
-            mq_epochs=3,
-            mq_collapse_retries=0,
-        )
+    # Without retries the first, collapsed result is kept, with a warning.
+    caplog.clear()
+    no_retry = _arguments(
+        tmp_path,
+        tiny_backbone_dir,
+        output_dir=str(tmp_path / "no-retry"),
+        stop_after="tokenizers",
+        codebook_size=16,
+        mq_learning_rate=30.0,
+        mq_epochs=3,
+        mq_collapse_retries=0,
     )
+    with caplog.at_level("WARNING"):
+        run_pipeline(no_retry)
     metrics = json.loads((tmp_path / "no-retry" / "codebook_metrics.json").read_text())
     assert metrics["user"]["collapsed_learning_rates"] == []
     assert metrics["user"]["learning_rate"] == 30.0
     assert metrics["user"]["min_usage"] < 0.1
+    assert "no retries are left (--mq_collapse_retries 0)" in caplog.text
 
 
 def test_disable_tqdm_hides_weight_loading_bars(tmp_path, tiny_backbone_dir, capsys):

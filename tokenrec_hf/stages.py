@@ -155,17 +155,24 @@ def run_tokenizer_stage(args: PipelineArguments, plan: BackbonePlan, output_dir:
                 learning_rate=learning_rate,
                 seed=args.seed,
                 disable_tqdm=args.disable_tqdm,
+                warn_on_collapse=False,
             )
             quantizer, result = train_mq_tokenizer(
                 embeddings, MQTokenizerConfig.from_dict(config.to_dict()), training_args
             )
             codes = quantizer.encode(embeddings)
             collapsed = collapsed_codebooks(codes, quantizer.config.codebook_size)
+            usage = ", ".join(f"codebook {index}: {value:.1%}" for index, value in collapsed.items())
+            if collapsed and attempt == args.mq_collapse_retries:
+                logger.warning(
+                    f"The {side} MQ-Tokenizer trained at learning rate {learning_rate:g} has collapsed codebooks "
+                    f"(usage {usage}) and no retries are left (--mq_collapse_retries {args.mq_collapse_retries}). "
+                    f"Check plots/{side}_codebook_usage.png, and consider a lower --mq_learning_rate."
+                )
             if not collapsed or attempt == args.mq_collapse_retries:
                 break
             collapsed_at.append(learning_rate)
             learning_rate /= MQ_RETRY_FACTOR
-            usage = ", ".join(f"codebook {index}: {value:.1%}" for index, value in collapsed.items())
             logger.warning(
                 f"The {side} MQ-Tokenizer collapsed (usage {usage}); training it again from scratch "
                 f"with learning rate {learning_rate:g} ({attempt + 1} of {args.mq_collapse_retries} retries)."

@@ -72,7 +72,7 @@ class PreprocessingConfig:
         ):
             raise ValueError(
                 f"max_sequence_length={self.max_sequence_length!r} is invalid: pass an integer >= "
-                f"{MIN_SEQUENCE_LENGTH} (leave-one-out needs a training item and two targets), or None for no cut."
+                f"{MIN_SEQUENCE_LENGTH} (leave-one-out needs a training item and two targets), or None (Python) for no cut."
             )
         if not isinstance(self.unseen_user_fraction, (int, float)) or not 0.0 <= self.unseen_user_fraction < 1.0:
             raise ValueError(

@@ -88,6 +88,9 @@ class MQTokenizerTrainingArguments:
         default=None, metadata={"help": "A checkpoint folder, or True for the latest one in output_dir."}
     )
     disable_tqdm: bool = field(default=False, metadata={"help": "Hide the progress bar."})
+    warn_on_collapse: bool = field(
+        default=True, metadata={"help": "Log a warning when a trained codebook uses under 10% of its codewords."}
+    )
 
     def __post_init__(self) -> None:
         positive = ("num_train_epochs", "train_batch_size", "eval_batch_size", "kmeans_sample_size")
@@ -447,7 +450,8 @@ def train_mq_tokenizer(
     progress.close()
     model.load_state_dict(best_state)
     model.eval()
-    _warn_on_collapsed_codebooks(model.encode(embeddings, args.eval_batch_size), codebook_size, args.learning_rate)
+    if args.warn_on_collapse:
+        _warn_on_collapsed_codebooks(model.encode(embeddings, args.eval_batch_size), codebook_size, args.learning_rate)
     result = MQTokenizerTrainingResult(
         history=history,
         best_epoch=best_epoch,
