@@ -174,6 +174,15 @@ def test_utf16_file_with_its_encoding(tmp_path):
     assert data.user_ids == ["u1", "u2"]
 
 
+def test_all_short_users_name_the_active_filters(tmp_path):
+    path = write(tmp_path / "seq.txt", "u1 a\nu2 b\n")
+
+    with pytest.raises(ValueError, match=r"after de-duplication and filters\. Leave-one-out needs 3 distinct items"):
+        from_sequence_file(path)
+    with pytest.raises(ValueError, match=r"filters \(min_item_interactions=2\)\. Leave-one-out"):
+        from_sequence_file(path, min_item_interactions=2)
+
+
 def test_empty_file_rejected(tmp_path):
     path = write(tmp_path / "empty.txt", "\n\n")
 

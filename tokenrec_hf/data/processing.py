@@ -199,6 +199,16 @@ def _select_unseen_users(lengths: list[int], fraction: float) -> list[int]:
     return sorted(by_activity[:count])
 
 
+def _active_filters(config: PreprocessingConfig) -> str:
+    """Describe the filters that differ from "no filter", for error messages; empty when none is set."""
+    active = {
+        name: value
+        for name, value in config.to_dict().items()
+        if name in {"min_rating", "k_core", "min_user_interactions", "min_item_interactions"} and value is not None
+    }
+    return f" ({', '.join(f'{name}={value}' for name, value in active.items())})" if active else ""
+
+
 def build_interaction_data(raw: RawSequences, config: PreprocessingConfig, name: str) -> InteractionData:
     """Apply de-duplication, filters, the most-recent cut and the leave-one-out split to raw sequences.
 
@@ -225,7 +235,8 @@ def build_interaction_data(raw: RawSequences, config: PreprocessingConfig, name:
     if not sequences:
         raise ValueError(
             f"No user of {raw.source} has {MIN_SEQUENCE_LENGTH} or more interactions after de-duplication and "
-            f"filters ({config.to_dict()}). Relax the filters or check the file."
+            f"filters{_active_filters(config)}. Leave-one-out needs {MIN_SEQUENCE_LENGTH} distinct items per user, "
+            "so check the file's layout, or relax the filters."
         )
 
     user_ids = list(sequences)
