@@ -269,7 +269,8 @@ def test_collapsed_tokenizer_is_retrained_with_lower_learning_rate(tmp_path, tin
     assert metrics["user"]["collapsed_learning_rates"] == []
     assert metrics["user"]["learning_rate"] == 30.0
     assert metrics["user"]["min_usage"] < 0.1
-    assert "no retries are left (--mq_collapse_retries 0)" in caplog.text
+    assert "has collapsed codebooks (usage codebook 0:" in caplog.text
+    assert "after 0 retries (--mq_collapse_retries)" in caplog.text
 
 
 def test_disable_tqdm_hides_weight_loading_bars(tmp_path, tiny_backbone_dir, capsys):
@@ -335,6 +336,71 @@ def test_overwrite_replaces_a_run_folder(tmp_path, tiny_backbone_dir):
 
     assert not stale.exists()
     assert PipelineState(tmp_path / "run").finished("data")
+
+
+def test_overwrite_rejects_folder_holding_the_backbone(tmp_path, tiny_backbone_dir):
+    inside = tmp_path / "run" / "t5"
+    shutil.copytree(tiny_backbone_dir, inside)
+    (tmp_path / "run" / "pipeline_state.json").write_text('{"stages": {}}')
+
+    with pytest.raises(ValueError, match="which contains --backbone"):
+        run_pipeline(_arguments(tmp_path, inside, overwrite_output_dir=True))
+    assert (inside / "config.json").is_file()
+
+
+def test_overwrite_rejects_env_data_dir_inside(tmp_path, tiny_backbone_dir, monkeypatch):
+    run_dir = tmp_path / "run"
+    _write_sequences(run_dir / "LastFM")
+    (run_dir / "pipeline_state.json").write_text('{"stages": {}}')
+    monkeypatch.setenv("TOKENREC_DATA_DIR", str(run_dir))
+
+    with pytest.raises(ValueError, match="which contains \\$TOKENREC_DATA_DIR"):
+        run_pipeline(_arguments(tmp_path, tiny_backbone_dir, data_dir=None, overwrite_output_dir=True))
+    assert (run_dir / "LastFM" / "user_sequence.txt").is_file()
+
+
+def test_overwrite_rejects_symbolic_link(tmp_path, tiny_backbone_dir):
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="data"))
+    (tmp_path / "link").symlink_to(tmp_path / "run")
+
+    with pytest.raises(ValueError, match="is a symbolic link, which --overwrite_output_dir does not follow"):
+        run_pipeline(
+            _arguments(tmp_path, tiny_backbone_dir, output_dir=str(tmp_path / "link"), overwrite_output_dir=True)
+        )
+
+
+def test_output_dir_empty_rejected_and_home_expanded():
+    with pytest.raises(ValueError, match="--output_dir is empty"):
+        PipelineArguments(output_dir="")
+    assert PipelineArguments(output_dir="~/runs/x").output_dir == str(Path.home() / "runs" / "x")
+
+
+def test_seed_out_of_range_rejected():
+    with pytest.raises(ValueError, match=r"seed=-1 must be in \[0, 2\*\*32\)"):
+        PipelineArguments(seed=-1)
+
+
+def test_unfinished_stage_with_checkpoints_keeps_its_arguments(tmp_path, tiny_backbone_dir):
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="tokenizers"))
+    state = PipelineState(tmp_path / "run")
+    state.mark_started("llm", _arguments(tmp_path, tiny_backbone_dir))
+    (tmp_path / "run" / "llm_checkpoints" / "checkpoint-2").mkdir(parents=True)
+
+    with pytest.raises(ValueError, match="started stage 'llm' with learning_rate=0.001.*delete"):
+        run_pipeline(_arguments(tmp_path, tiny_backbone_dir, learning_rate=0.05))
+
+
+def test_incomplete_checkpoint_is_deleted_before_resuming(tmp_path, tiny_backbone_dir, caplog):
+    run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="tokenizers"))
+    cut_off = tmp_path / "run" / "llm_checkpoints" / "checkpoint-2"
+    cut_off.mkdir(parents=True)
+    (cut_off / "model.safetensors").write_bytes(b"")
+
+    with caplog.at_level("WARNING"):
+        run_pipeline(_arguments(tmp_path, tiny_backbone_dir))
+
+    assert "has no trainer_state.json, so its save was interrupted" in caplog.text
+    assert PipelineState(tmp_path / "run").finished("test")
 
 
 def test_changed_data_file_is_rejected(tmp_path, tiny_backbone_dir):

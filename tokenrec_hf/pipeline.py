@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import shutil
 import time
@@ -29,6 +30,7 @@ from transformers import T5Config
 from transformers.utils import logging
 
 from .data.download import sha256_of_file
+from .data.named_datasets import DATA_DIR_ENV
 from .data_collator import EXAMPLE_SAMPLING_MODES
 from .utils import HubUnreachableError, atomic_write_json, atomic_write_text, load_json, resolve_pretrained_folder
 from .version import __version__
@@ -248,6 +250,16 @@ class PipelineArguments:
                 _check_choice(name, getattr(self, name), allowed)
         if self.output_dir is None:
             self.output_dir = f"outputs/tokenrec-{self.dataset}"
+        if not str(self.output_dir).strip():
+            raise ValueError("--output_dir is empty; pass the folder the run should write to.")
+        self.output_dir = str(Path(self.output_dir).expanduser())
+        # Local folders are recorded as absolute paths, so that a later run from another folder finds them again.
+        for name in PATH_ARGUMENTS:
+            value = getattr(self, name)
+            if value is not None and Path(value).expanduser().exists():
+                setattr(self, name, str(Path(value).expanduser().resolve()))
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed={self.seed} must be in [0, 2**32).")
         if not 0.0 <= self.unseen_user_fraction < 0.5:
             raise ValueError(f"unseen_user_fraction={self.unseen_user_fraction} must be in [0, 0.5).")
         positive = ("num_codebooks", "codebook_size", "embedding_dim", "max_sequence_length", "num_negatives")
@@ -419,8 +431,25 @@ class PipelineState:
         return not missing
 
     def check_arguments(self, stage: str, args: PipelineArguments) -> None:
-        """Raise when `args` differ from the arguments `stage` finished with, or its data file changed since."""
+        """Raise when `args` differ from the arguments `stage` finished with, or its data file changed since.
+
+        An unfinished stage is checked too when it left checkpoints, because the run would resume them.
+        """
         record = self.values["stages"].get(stage)
+        fix = "Use another --output_dir, or --overwrite_output_dir to start over."
+        verb = "finished"
+        if record is None:
+            checkpoints = [
+                self.path.parent / folder
+                for folder in STAGE_WORK_DIRS.get(stage, ())
+                if (self.path.parent / folder).is_dir() and any((self.path.parent / folder).iterdir())
+            ]
+            record = self.values.get("started", {}).get(stage) if checkpoints else None
+            fix = (
+                f"Pass the arguments it started with to resume it, or delete {[str(path) for path in checkpoints]} "
+                "to restart this stage with the new ones."
+            )
+            verb = "started"
         if record is None:
             return
         for name in STAGE_ARGUMENTS.get(stage, ()):
@@ -429,8 +458,8 @@ class PipelineState:
             current = getattr(args, name)
             if not _same_argument(name, saved, current):
                 raise ValueError(
-                    f"{self.path.parent} finished stage {stage!r} with {name}={saved!r}, but this run has "
-                    f"{name}={current!r}. Use another --output_dir, or --overwrite_output_dir to start over."
+                    f"{self.path.parent} {verb} stage {stage!r} with {name}={saved!r}, but this run has "
+                    f"{name}={current!r}. {fix}"
                 )
         source, digest = record.get("source"), record.get("source_sha256")
         if source and digest and Path(source).is_file() and sha256_of_file(source) != digest:
@@ -454,13 +483,22 @@ class PipelineState:
         )
         for name in dropped:
             del self.values["stages"][name]
+        for name in later:
+            self.values.get("started", {}).pop(name, None)
         atomic_write_json(self.path, self.values)
         for path in stale:
             shutil.rmtree(path)
 
+    def mark_started(self, stage: str, args: PipelineArguments) -> None:
+        """Record the arguments a stage starts with, so that resuming its checkpoints with others is rejected."""
+        arguments = {name: getattr(args, name) for name in STAGE_ARGUMENTS.get(stage, ())}
+        self.values.setdefault("started", {})[stage] = {"arguments": arguments, "started_at": time.time()}
+        atomic_write_json(self.path, self.values)
+
     def mark_finished(self, stage: str, args: PipelineArguments, **facts: Any) -> None:
         arguments = {name: getattr(args, name) for name in STAGE_ARGUMENTS.get(stage, ())}
         self.values["stages"][stage] = {"arguments": arguments, "finished_at": time.time(), **facts}
+        self.values.get("started", {}).pop(stage, None)
         atomic_write_json(self.path, self.values)
 
 
@@ -493,25 +531,37 @@ def validate_arguments(args: PipelineArguments) -> BackbonePlan:
             "or leave it unset to use $TOKENREC_DATA_DIR or a download."
         )
     if args.overwrite_output_dir and output_dir.is_dir():
-        _check_overwrite(output_dir, args.data_dir)
+        _check_overwrite(output_dir, args)
     plan = plan_backbone(args)
     _check_base_tokenizer(plan.tokenizer_source)
     return plan
 
 
-def _check_overwrite(output_dir: Path, data_dir: str | None) -> None:
+def _check_overwrite(output_dir: Path, args: PipelineArguments) -> None:
     """Raise unless `output_dir` is a folder that `--overwrite_output_dir` may delete: empty, or a run folder."""
+    if output_dir.is_symlink():
+        raise ValueError(
+            f"--output_dir {output_dir} is a symbolic link, which --overwrite_output_dir does not follow. Pass the "
+            f"folder it points to ({output_dir.resolve()}), or delete the link yourself."
+        )
     folder = output_dir.expanduser().resolve()
     if Path.cwd().resolve().is_relative_to(folder):
         raise ValueError(
             f"--overwrite_output_dir would delete {folder}, which contains the current working directory. "
             "Pass a subfolder as --output_dir."
         )
-    if data_dir is not None and Path(data_dir).expanduser().resolve().is_relative_to(folder):
-        raise ValueError(
-            f"--overwrite_output_dir would delete {folder}, which contains --data_dir {data_dir}. "
-            "Keep the data outside the output folder."
-        )
+    inputs = {
+        "--data_dir": args.data_dir,
+        f"${DATA_DIR_ENV}": os.environ.get(DATA_DIR_ENV) if args.data_dir is None else None,
+        "--backbone": args.backbone,
+        "--base_tokenizer": args.base_tokenizer,
+    }
+    for flag, value in inputs.items():
+        if value and Path(value).expanduser().exists() and Path(value).expanduser().resolve().is_relative_to(folder):
+            raise ValueError(
+                f"--overwrite_output_dir would delete {folder}, which contains {flag} {value}. "
+                "Keep the inputs outside the output folder."
+            )
     if any(folder.iterdir()) and not (folder / STATE_FILE).is_file():
         raise ValueError(
             f"--overwrite_output_dir only deletes `tokenrec run` output folders, and {folder} has no {STATE_FILE}. "
@@ -589,6 +639,7 @@ def _run_stages(
             logger.warning(f"Stage {stage!r} already finished in {output_dir}; skipping it.")
         else:
             state.forget_later_stages(stage)
+            state.mark_started(stage, args)
             started = time.time()
             facts = runners[stage](args, plan, output_dir) or {}
             state.mark_finished(stage, args, seconds=round(time.time() - started, 1), **facts)
@@ -600,8 +651,9 @@ def _run_stages(
 def resume_command(output_dir: Path) -> str:
     """Return the `tokenrec run` command that continues `output_dir`, from its saved non-default arguments."""
     saved = load_json(output_dir / "pipeline_arguments.json", what="pipeline arguments")
-    # The folder as the caller names it now (it may have moved), and no `--stop_after`, so that the command finishes.
-    saved.update(output_dir=str(output_dir), stop_after=None)
+    # The folder as the caller names it now (it may have moved), without `--stop_after`, so that the command
+    # finishes, and without `--overwrite_output_dir`, so that it keeps the finished stages.
+    saved.update(output_dir=str(output_dir), stop_after=None, overwrite_output_dir=False)
     parts = ["tokenrec run"]
     for name, value in sorted(saved.items()):
         if name not in ARGUMENT_DEFAULTS or value == ARGUMENT_DEFAULTS[name] or value is None:

@@ -166,7 +166,7 @@ def run_tokenizer_stage(args: PipelineArguments, plan: BackbonePlan, output_dir:
             if collapsed and attempt == args.mq_collapse_retries:
                 logger.warning(
                     f"The {side} MQ-Tokenizer trained at learning rate {learning_rate:g} has collapsed codebooks "
-                    f"(usage {usage}) and no retries are left (--mq_collapse_retries {args.mq_collapse_retries}). "
+                    f"(usage {usage}) after {args.mq_collapse_retries} retries (--mq_collapse_retries). "
                     f"Check plots/{side}_codebook_usage.png, and consider a lower --mq_learning_rate."
                 )
             if not collapsed or attempt == args.mq_collapse_retries:
@@ -257,7 +257,12 @@ def run_llm_stage(args: PipelineArguments, plan: BackbonePlan, output_dir: Path)
         model.init_id_embeddings_from_codebooks(tokenizer, generator=torch.Generator().manual_seed(args.seed))
 
     checkpoints = output_dir / "llm_checkpoints"
-    resume = checkpoints.is_dir() and any(path.name.startswith("checkpoint-") for path in checkpoints.iterdir())
+    # transformers writes trainer_state.json last, so a checkpoint without it was cut off while saving.
+    for path in sorted(checkpoints.glob("checkpoint-*")):
+        if not (path / "trainer_state.json").is_file():
+            logger.warning(f"Deleting {path}: it has no trainer_state.json, so its save was interrupted.")
+            shutil.rmtree(path)
+    resume = any(checkpoints.glob("checkpoint-*"))
     trainer = _build_trainer(args, output_dir, model, tokenizer, data)
     if resume:
         logger.warning(f"Resuming the LLM stage from the latest checkpoint in {checkpoints}.")
