@@ -110,7 +110,7 @@ def recommend_from_folder(args: RecommendArguments) -> list[dict]:
         if unknown:
             raise ValueError(
                 f"--history has {len(unknown)} item ids that are not in this model's catalog of {len(catalog)} items: "
-                f"{unknown[:10]}. Remove them from --history. To add new items, see the how-to guide on new users "
+                f"{unknown[:10]}{' (the first 10)' if len(unknown) > 10 else ''}. Remove them from --history. To add new items, see the how-to guide on new users "
                 "and items (docs/howto/new_users_and_items.md), which uses the Python API."
             )
         requests.append(("history", None, list(args.history)))
