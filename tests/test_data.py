@@ -133,7 +133,7 @@ def test_sequence_file_repeated_user_rejected(tmp_path):
         from_sequence_file(path)
 
 
-def test_comma_separated_file_without_delimiter_names_it(tmp_path):
+def test_comma_separated_file_named(tmp_path):
     path = write(tmp_path / "seq.txt", "u1,a,b,c\nu2,a,b,d\n")
 
     with pytest.raises(ValueError, match=r"seem to be separated by ','.*from_sequence_file\(path, delimiter=','\)"):
@@ -148,7 +148,7 @@ def test_latin1_file_suggests_conversion(tmp_path):
         from_sequence_file(path)
 
 
-def test_byte_order_mark_is_not_part_of_first_id(tmp_path):
+def test_byte_order_mark_stripped(tmp_path):
     path = tmp_path / "seq.txt"
     path.write_bytes(b"\xef\xbb\xbfu1 a b c\nu2 a b d\n")
 
@@ -157,7 +157,7 @@ def test_byte_order_mark_is_not_part_of_first_id(tmp_path):
     assert data.user_ids == ["u1", "u2"]
 
 
-def test_binary_file_is_named_as_such(tmp_path):
+def test_binary_file_rejected(tmp_path):
     path = tmp_path / "seq.txt"
     path.write_bytes(b"\x7fELF\x00\x00\x01 a b c\n")
 
@@ -165,7 +165,7 @@ def test_binary_file_is_named_as_such(tmp_path):
         from_sequence_file(path)
 
 
-def test_utf16_file_with_its_encoding(tmp_path):
+def test_utf16_file_with_encoding(tmp_path):
     path = tmp_path / "seq.txt"
     path.write_bytes("u1 a b c\nu2 a b d\n".encode("utf-16"))
 
@@ -174,7 +174,7 @@ def test_utf16_file_with_its_encoding(tmp_path):
     assert data.user_ids == ["u1", "u2"]
 
 
-def test_all_short_users_name_the_active_filters(tmp_path):
+def test_short_users_name_active_filters(tmp_path):
     path = write(tmp_path / "seq.txt", "u1 a\nu2 b\n")
 
     with pytest.raises(ValueError, match=r"after de-duplication and filters\. Leave-one-out needs 3 distinct items"):

@@ -101,12 +101,10 @@ def test_invalid_training_values(overrides, message):
 
 def test_choices_are_case_insensitive():
     args = PipelineArguments(dataset="LastFM", quantizer="KWay", query_pooling="Encoder_Mean", preset="CPU-Small")
-    assert (args.dataset, args.quantizer, args.query_pooling, args.preset) == (
-        "lastfm",
-        "kway",
-        "encoder_mean",
-        "cpu-small",
-    )
+    assert args.dataset == "lastfm"
+    assert args.quantizer == "kway"
+    assert args.query_pooling == "encoder_mean"
+    assert args.preset == "cpu-small"
 
 
 def test_invalid_id_embedding_init():
@@ -217,7 +215,7 @@ def test_stage_with_missing_files_runs_again(tmp_path, tiny_backbone_dir):
     assert (tmp_path / "run" / "data" / "interaction_data.json").is_file()
 
 
-def test_rerun_stage_invalidates_later_stages(tmp_path, tiny_backbone_dir):
+def test_rerun_invalidates_later_stages(tmp_path, tiny_backbone_dir):
     run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="tokenizers"))
     stale = tmp_path / "run" / "llm_checkpoints" / "checkpoint-7"
     stale.mkdir(parents=True)
@@ -231,7 +229,7 @@ def test_rerun_stage_invalidates_later_stages(tmp_path, tiny_backbone_dir):
     assert not stale.parent.exists()
 
 
-def test_collapsed_tokenizer_is_retrained_with_lower_learning_rate(tmp_path, tiny_backbone_dir, caplog):
+def test_collapsed_tokenizer_retrained(tmp_path, tiny_backbone_dir, caplog):
     # A learning rate of 30 kills the encoders' ReLUs in the first steps, so the first tokenizers collapse.
     args = _arguments(
         tmp_path, tiny_backbone_dir, stop_after="tokenizers", codebook_size=16, mq_learning_rate=30.0, mq_epochs=3
@@ -273,7 +271,7 @@ def test_collapsed_tokenizer_is_retrained_with_lower_learning_rate(tmp_path, tin
     assert "after 0 retries (--mq_collapse_retries)" in caplog.text
 
 
-def test_disable_tqdm_hides_weight_loading_bars(tmp_path, tiny_backbone_dir, capsys):
+def test_disable_tqdm_hides_loading_bars(tmp_path, tiny_backbone_dir, capsys):
     from transformers.utils import logging as transformers_logging
 
     run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="llm", num_train_epochs=1))
@@ -282,7 +280,7 @@ def test_disable_tqdm_hides_weight_loading_bars(tmp_path, tiny_backbone_dir, cap
     assert transformers_logging.is_progress_bar_enabled()
 
 
-def test_recommend_on_unfinished_folder_gives_resume_command(tmp_path, tiny_backbone_dir, capsys):
+def test_recommend_unfinished_folder(tmp_path, tiny_backbone_dir, capsys):
     run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="collaborative"))
 
     code = main(["recommend", "--model_dir", str(tmp_path / "run"), "--user", "3"])
@@ -308,7 +306,7 @@ def test_unknown_command_is_named(capsys):
     assert "unknown command 'runn'; use 'run' or 'recommend'" in capsys.readouterr().err
 
 
-def test_overwrite_rejects_folder_that_is_not_a_run(tmp_path, tiny_backbone_dir):
+def test_overwrite_rejects_non_run_folder(tmp_path, tiny_backbone_dir):
     notes = tmp_path / "thesis" / "notes.txt"
     notes.parent.mkdir()
     notes.write_text("keep me")
@@ -318,7 +316,7 @@ def test_overwrite_rejects_folder_that_is_not_a_run(tmp_path, tiny_backbone_dir)
     assert notes.read_text() == "keep me"
 
 
-def test_overwrite_rejects_folder_holding_the_data(tmp_path, tiny_backbone_dir):
+def test_overwrite_rejects_data_inside(tmp_path, tiny_backbone_dir):
     args = _arguments(tmp_path, tiny_backbone_dir, output_dir=str(tmp_path), overwrite_output_dir=True)
     (tmp_path / "pipeline_state.json").write_text('{"stages": {}}')
 
@@ -338,7 +336,7 @@ def test_overwrite_replaces_a_run_folder(tmp_path, tiny_backbone_dir):
     assert PipelineState(tmp_path / "run").finished("data")
 
 
-def test_overwrite_rejects_folder_holding_the_backbone(tmp_path, tiny_backbone_dir):
+def test_overwrite_rejects_backbone_inside(tmp_path, tiny_backbone_dir):
     inside = tmp_path / "run" / "t5"
     shutil.copytree(tiny_backbone_dir, inside)
     (tmp_path / "run" / "pipeline_state.json").write_text('{"stages": {}}')
@@ -348,7 +346,7 @@ def test_overwrite_rejects_folder_holding_the_backbone(tmp_path, tiny_backbone_d
     assert (inside / "config.json").is_file()
 
 
-def test_overwrite_rejects_env_data_dir_inside(tmp_path, tiny_backbone_dir, monkeypatch):
+def test_overwrite_rejects_env_data_inside(tmp_path, tiny_backbone_dir, monkeypatch):
     run_dir = tmp_path / "run"
     _write_sequences(run_dir / "LastFM")
     (run_dir / "pipeline_state.json").write_text('{"stages": {}}')
@@ -369,7 +367,7 @@ def test_overwrite_rejects_symbolic_link(tmp_path, tiny_backbone_dir):
         )
 
 
-def test_output_dir_empty_rejected_and_home_expanded():
+def test_output_dir_empty_and_home():
     with pytest.raises(ValueError, match="--output_dir is empty"):
         PipelineArguments(output_dir="")
     assert PipelineArguments(output_dir="~/runs/x").output_dir == str(Path.home() / "runs" / "x")
@@ -380,7 +378,7 @@ def test_seed_out_of_range_rejected():
         PipelineArguments(seed=-1)
 
 
-def test_unfinished_stage_with_checkpoints_keeps_its_arguments(tmp_path, tiny_backbone_dir):
+def test_resume_keeps_started_arguments(tmp_path, tiny_backbone_dir):
     run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="tokenizers"))
     state = PipelineState(tmp_path / "run")
     state.mark_started("llm", _arguments(tmp_path, tiny_backbone_dir))
@@ -390,7 +388,7 @@ def test_unfinished_stage_with_checkpoints_keeps_its_arguments(tmp_path, tiny_ba
         run_pipeline(_arguments(tmp_path, tiny_backbone_dir, learning_rate=0.05))
 
 
-def test_incomplete_checkpoint_is_deleted_before_resuming(tmp_path, tiny_backbone_dir, caplog):
+def test_incomplete_checkpoint_deleted(tmp_path, tiny_backbone_dir, caplog):
     run_pipeline(_arguments(tmp_path, tiny_backbone_dir, stop_after="tokenizers"))
     cut_off = tmp_path / "run" / "llm_checkpoints" / "checkpoint-2"
     cut_off.mkdir(parents=True)
@@ -412,15 +410,16 @@ def test_changed_data_file_is_rejected(tmp_path, tiny_backbone_dir):
         run_pipeline(args)
 
 
-def test_same_folder_spelled_differently_is_accepted(tmp_path, tiny_backbone_dir):
+def test_respelled_data_dir_accepted(tmp_path, tiny_backbone_dir):
     args = _arguments(tmp_path, tiny_backbone_dir, stop_after="data")
     run_pipeline(args)
 
     respelled = _arguments(tmp_path, tiny_backbone_dir, stop_after="data", data_dir=args.data_dir + "/")
     run_pipeline(respelled)
+    assert PipelineState(tmp_path / "run").finished("data")
 
 
-def test_non_t5_base_tokenizer_fails_before_training(tmp_path, tiny_backbone_dir):
+def test_non_t5_base_tokenizer_rejected(tmp_path, tiny_backbone_dir):
     from transformers import BertTokenizerFast
 
     folder = tmp_path / "bert"
@@ -432,7 +431,7 @@ def test_non_t5_base_tokenizer_fails_before_training(tmp_path, tiny_backbone_dir
         validate_arguments(_arguments(tmp_path, tiny_backbone_dir, base_tokenizer=str(folder)))
 
 
-def test_empty_base_tokenizer_folder_fails_before_training(tmp_path, tiny_backbone_dir):
+def test_empty_base_tokenizer_rejected(tmp_path, tiny_backbone_dir):
     (tmp_path / "empty").mkdir()
 
     with pytest.raises(ValueError, match="Could not load a T5 tokenizer from"):
@@ -525,7 +524,7 @@ def test_recommend_unknown_history_item(trained_folder, capsys):
     assert "999999" in error
 
 
-def test_recommend_lists_every_unknown_history_item(trained_folder, capsys):
+def test_recommend_lists_unknown_items(trained_folder, capsys):
     code = main(["recommend", "--model_dir", str(trained_folder), "--history", "1", "999998", "999999"])
     assert code == 1
     error = capsys.readouterr().err

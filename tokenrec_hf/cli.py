@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,7 +135,7 @@ def recommend_from_folder(args: RecommendArguments) -> list[dict]:
     return outputs
 
 
-def _load(artifact: str, loader: Any, folder: Path) -> Any:
+def _load(artifact: str, loader: Callable[[Path], Any], folder: Path) -> Any:
     """Call `loader(folder)`, naming the artifact and its folder when a safetensors file in it is corrupted."""
     try:
         return loader(folder)

@@ -571,13 +571,13 @@ def _check_overwrite(output_dir: Path, args: PipelineArguments) -> None:
 
 def _check_base_tokenizer(source: str) -> None:
     """Load the text tokenizer once, so that a missing or non-T5 tokenizer fails before any training."""
-    from transformers import AutoTokenizer
+    from .tokenization_tokenrec import TokenRecTokenizer
 
-    folder = Path(source).expanduser()
-    if not folder.is_dir():
-        folder = resolve_pretrained_folder(source, artifact="T5 tokenizer", allow_patterns=["*.json", "*.model"])
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        # The same loader the tokenizer stage uses, for a local folder or a Hub id.
+        tokenizer = TokenRecTokenizer._load_base_tokenizer(source)
+    except HubUnreachableError:
+        raise
     except (OSError, ValueError, TypeError) as error:
         raise ValueError(
             f"Could not load a T5 tokenizer from {source} ({error}). Pass --base_tokenizer (or --backbone) a folder "

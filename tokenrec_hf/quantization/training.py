@@ -463,11 +463,11 @@ def train_mq_tokenizer(
 
 
 # A codebook that uses fewer codewords than this share carries almost no information.
-# NOTE: the collapses seen so far came from dying ReLUs. After one epoch at learning rate 5e-3 on a converged ML1M
-# LightGCN user table, 76-92% of the units in the encoders' second and third hidden layers were zero for every user
-# (6-20% at 1e-3), and on a Beauty item table 77-98% after three epochs, so the encoders output nearly a constant.
-# `tokenrec run` retrains a collapsed tokenizer with a lower learning rate (`--mq_collapse_retries`); this module
-# only finds the collapse (`dead_unit_fractions` measures the dead units).
+# NOTE: the collapses seen so far came from dying ReLUs, so the encoders output nearly a constant. After one epoch at
+# learning rate 5e-3 on a converged ML1M LightGCN user table, 76-92% of the units in the encoders' second and third
+# hidden layers were zero for every user (6-20% at 1e-3). On a Beauty item table the share was 77-98% after three
+# epochs. `tokenrec run` retrains a collapsed tokenizer at a lower learning rate (`--mq_collapse_retries`), and this
+# module only finds the collapse. `dead_unit_fractions` measures the dead units.
 COLLAPSED_USAGE = 0.1
 
 
